@@ -1,0 +1,151 @@
+"""Long-tail data set container: image sources, class counts, many/medium/few groups, split fingerprint."""
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+MANY_MIN = 100  # many-shot: more than 100 training images
+FEW_MAX = 20  # few-shot: fewer than 20; medium is 20..100 inclusive
+
+
+class DataError(RuntimeError):
+    """Missing, unreadable or malformed data; the message names the file (and line) and the fix."""
+
+
+class ImageSource(ABC):
+    """An ordered list of labelled images of one split."""
+
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @abstractmethod
+    def keys(self) -> Sequence[str]:
+        """Stable identifiers of the samples, in order (used for the split fingerprint)."""
+
+    @abstractmethod
+    def load(self, index: int) -> Image.Image:
+        """The RGB image of sample `index`."""
+
+
+class ArrayImages(ImageSource):
+    """Images held in memory as a uint8 N×H×W×3 array (CIFAR pickles, generated sets)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, key_prefix: str, indices: np.ndarray | None = None):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 N×H×W×3 images, got {images.dtype} {images.shape}")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self._indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+        self._key_prefix = key_prefix
+
+    def keys(self) -> list[str]:
+        return [f"{self._key_prefix}:{i}" for i in self._indices]
+
+    def load(self, index: int) -> Image.Image:
+        return Image.fromarray(self.images[index])
+
+
+class FileImages(ImageSource):
+    """Images on disk listed in a split file; errors name the split file and line."""
+
+    def __init__(self, root: Path, rel_paths: list[str], labels: np.ndarray, list_file: Path, line_numbers: list[int]):
+        self.root = Path(root)
+        self.rel_paths = rel_paths
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.list_file = Path(list_file)
+        self.line_numbers = line_numbers
+
+    def keys(self) -> list[str]:
+        return self.rel_paths
+
+    def load(self, index: int) -> Image.Image:
+        path = self.root / self.rel_paths[index]
+        where = f"{self.list_file}, line {self.line_numbers[index]}"
+        if not path.is_file():
+            raise DataError(f"image not found: {path} (listed in {where}); check the image root "
+                            f"(--data-root or --set DATASET.image_dir=DIR)")
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except Exception as exc:  # PIL raises several types for corrupt files
+            raise DataError(f"cannot read image {path} (listed in {where}): {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ClassGroups:
+    many: np.ndarray
+    medium: np.ndarray
+    few: np.ndarray
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> "ClassGroups":
+        counts = np.asarray(counts)
+        return cls(
+            many=np.flatnonzero(counts > MANY_MIN),
+            medium=np.flatnonzero((counts >= FEW_MAX) & (counts <= MANY_MIN)),
+            few=np.flatnonzero(counts < FEW_MAX),
+        )
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {"many": self.many, "medium": self.medium, "few": self.few}
+
+
+@dataclass
+class LongTailData:
+    """A long-tail training split and a (balanced) test split sharing one label space."""
+
+    name: str
+    classnames: list[str]
+    train: ImageSource
+    test: ImageSource
+    default_epochs: int = 5
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            if len(split) and (split.labels.min() < 0 or split.labels.max() >= self.num_classes):
+                raise DataError(f"{self.name} {split_name} labels fall outside 0..{self.num_classes - 1}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    @cached_property
+    def train_class_counts(self) -> np.ndarray:
+        return np.bincount(self.train.labels, minlength=self.num_classes)
+
+    @cached_property
+    def groups(self) -> ClassGroups:
+        return ClassGroups.from_counts(self.train_class_counts)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the ordered (key, label) lists of both splits: equal fingerprints mean identical splits."""
+        digest = hashlib.sha256()
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            digest.update(f"[{split_name}:{len(split)}]".encode())
+            digest.update("\n".join(split.keys()).encode())
+            digest.update(np.ascontiguousarray(split.labels, dtype="<i8").tobytes())
+        return digest.hexdigest()
+
+    def summary(self) -> dict:
+        counts = self.train_class_counts
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "train_size": len(self.train),
+            "test_size": len(self.test),
+            "max_count": int(counts.max()),
+            "min_count": int(counts.min()),
+            "groups": {k: len(v) for k, v in self.groups.as_dict().items()},
+            "fingerprint": self.fingerprint,
+        }

@@ -1,0 +1,132 @@
+"""CLIP backbones through open_clip: names, tags or local checkpoints; the D-dim CLS feature; text embeddings."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.registry import UnknownNameError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(CONFIG_DIR)  # registers ltbench-tiny
+TINY_MODEL = "ltbench-tiny"
+RANDOM_WEIGHTS = ("", "none", "random")
+PROMPT = "a photo of a {}."
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights that cannot be loaded (offline, missing file); the message says how to provide them."""
+
+
+def image_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The D-dim CLS token after `ln_post`, before `proj` (the feature of the references' classifiers)."""
+    x = visual._embeds(images)
+    x = visual.transformer(x)
+    pooled, _ = visual._pool(x)
+    return pooled
+
+
+def input_size(visual: nn.Module) -> int:
+    size = visual.image_size
+    return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
+def input_mean_std(visual: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The normalisation open_clip attached to the tower (CLIP's mean/std by default)."""
+    return (tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
+            tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD))
+
+
+def _check_supported(visual: nn.Module, model_name: str) -> None:
+    needed = ("_embeds", "transformer", "_pool", "ln_post", "proj")
+    if not all(hasattr(visual, n) for n in needed) or not hasattr(visual.transformer, "resblocks"):
+        raise ValueError(f"{model_name}: ltbench needs an open_clip VisionTransformer image tower "
+                         f"(ViT models such as ViT-B-16); this model's tower is {type(visual).__name__}")
+
+
+def _weights_help(model_name: str, tag: str) -> str:
+    cfg = open_clip.get_pretrained_cfg(model_name, tag) or {}
+    source = cfg.get("hf_hub") or cfg.get("url") or "its release location"
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    return (f"pretrained weights {model_name}/{tag} are not available offline (not in the Hugging Face cache "
+            f"{cache}). Provide them by (a) running once with internet access, which caches them, or "
+            f"(b) downloading them from {source} and passing --pretrained /path/to/checkpoint "
+            f"(for OpenAI weights from a file use --model {model_name.removesuffix('-quickgelu')}-quickgelu), "
+            f"or (c) --pretrained none for random weights.")
+
+
+def create_clip(model_name: str, pretrained: str | None) -> nn.Module:
+    """An fp32 open_clip CLIP model on CPU in eval mode; clear errors for unknown names and missing weights."""
+    if model_name not in open_clip.list_models():
+        raise UnknownNameError("model", model_name, open_clip.list_models())
+    tag = (pretrained or "").strip()
+    if tag.lower() in RANDOM_WEIGHTS:
+        model = open_clip.create_model(model_name, pretrained=None)
+    elif Path(tag).expanduser().is_file():
+        path = str(Path(tag).expanduser())
+        if "quickgelu" not in model_name and model_name.startswith("ViT"):
+            log.warning("loading %s from a file: if these are OpenAI weights use --model %s-quickgelu, "
+                        "otherwise accuracy silently drops", model_name, model_name)
+        try:
+            model = open_clip.create_model(model_name, pretrained=path)
+        except Exception as exc:
+            raise WeightsUnavailableError(f"cannot load checkpoint {path} into {model_name}: {exc}") from exc
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if tag not in tags:
+            raise WeightsUnavailableError(
+                f"{tag!r} is neither a pretrained tag of {model_name} nor an existing file; "
+                f"tags of {model_name}: {', '.join(tags) or '(none)'}; or give a checkpoint path, or 'none'")
+        try:
+            model = open_clip.create_model(model_name, pretrained=tag)
+        except RuntimeError as exc:
+            raise WeightsUnavailableError(_weights_help(model_name, tag)) from exc
+    _check_supported(model.visual, model_name)
+    return model.float().eval()
+
+
+@torch.no_grad()
+def class_text_embeddings(clip_model: nn.Module, model_name: str, classnames: list[str],
+                          device: torch.device | str = "cpu", template: str = PROMPT) -> torch.Tensor:
+    """t_k @ W_text_proj for the prompt of every class (K×E, not normalised), in chunks of 1000 prompts."""
+    tokenizer = open_clip.get_tokenizer(model_name)
+    prompts = [template.format(name.replace("_", " ")) for name in classnames]
+    clip_model = clip_model.to(device)
+    chunks = [clip_model.encode_text(tokenizer(prompts[i:i + 1000]).to(device)).float()
+              for i in range(0, len(prompts), 1000)]
+    return torch.cat(chunks)
+
+
+@dataclass
+class Backbone:
+    """What regimes build on: the image tower, and the frozen pieces of the text side they may need."""
+
+    name: str
+    visual: nn.Module
+    text_embeddings: torch.Tensor  # K×E, t_k @ W_text_proj
+    logit_scale: float  # exp(logit_scale) of the CLIP model
+
+    @property
+    def feature_dim(self) -> int:
+        return self.visual.ln_post.normalized_shape[0]
+
+    def semantic_weights(self) -> torch.Tensor:
+        """LIFT+ semantic-aware init: w_k = normalize(normalize(t_k W_text) W_img^T), a K×D matrix."""
+        proj = self.visual.proj.detach().float()
+        return F.normalize(F.normalize(self.text_embeddings, dim=-1) @ proj.T.to(self.text_embeddings.device),
+                           dim=-1)
+
+
+def load_backbone(model_name: str, pretrained: str | None, classnames: list[str],
+                  device: torch.device | str = "cpu") -> Backbone:
+    clip_model = create_clip(model_name, pretrained)
+    text = class_text_embeddings(clip_model, model_name, classnames, device).cpu()
+    return Backbone(model_name, clip_model.visual.cpu(), text, float(clip_model.logit_scale.exp().item()))

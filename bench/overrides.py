@@ -1,0 +1,63 @@
+"""`--set scope.field=value` overrides applied to typed dataclass configs."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+
+class OverrideError(ValueError):
+    pass
+
+
+def parse_assignments(items: list[str]) -> dict[str, dict[str, str]]:
+    """Split ["lift_plus.epochs=10", ...] into {"lift_plus": {"epochs": "10"}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        scope, dot, field = key.strip().partition(".")
+        if not sep or not dot or not scope or not field:
+            raise OverrideError(f"bad --set {item!r}: expected SCOPE.FIELD=VALUE, e.g. lift_plus.epochs=10")
+        out.setdefault(scope, {})[field] = value.strip()
+    return out
+
+
+def _convert(text: str, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if type(None) in args and text.lower() in ("none", "null", ""):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(text, inner[0], where)
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        if text not in choices:
+            raise OverrideError(f"{where}: {text!r} is not one of {', '.join(map(str, choices))}")
+        return text
+    try:
+        if annotation is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if annotation in (int, float, str):
+            return annotation(text)
+    except ValueError:
+        raise OverrideError(f"{where}: cannot read {text!r} as {annotation.__name__}") from None
+    raise OverrideError(f"{where}: fields of type {annotation} cannot be set from the command line")
+
+
+def apply_overrides(config: Any, values: dict[str, str], scope: str) -> Any:
+    """Return a copy of the dataclass `config` with the string `values` converted to the field types."""
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name for f in dataclasses.fields(config) if f.init}
+    changes = {}
+    for name, text in values.items():
+        if name not in fields:
+            raise OverrideError(f"{scope} has no setting {name!r}; settings: {', '.join(sorted(fields))}")
+        changes[name] = _convert(text, hints[name], f"{scope}.{name}")
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,188 @@
+"""`train(job) -> result`: the one training and evaluation path that every regime goes through."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+
+import numpy as np
+import open_clip
+import torch
+
+import bench
+from bench.data import build_dataset
+from bench.data.loading import make_loader
+from bench.data.transforms import set_epoch, test_transform, train_transform
+from bench.evaluation import classification_metrics, predict
+from bench.models.backbone import input_mean_std, input_size, load_backbone
+from regimes import get_regime
+
+from .job import Job
+from .losses import make_loss
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {name!r}; valid: auto, fp32, bf16, fp16")
+    if name != "fp32" and device.type != "cuda":
+        raise ValueError(f"mixed precision {name} needs a GPU; use --precision fp32 on {device}")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast_factory(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def fit(model, data, recipe, job: Job, device, precision, workers) -> list[dict]:
+    """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches."""
+    params = [p for _, p in model.trainable_parameters()]
+    optimiser = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
+    criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+    mean, std = input_mean_std(model.visual)
+    transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std)
+    loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=job.seed, workers=workers,
+                         pin_memory=device.type == "cuda")
+    micro = job.runtime.micro_batch_size or recipe.batch_size
+    autocast = _autocast_factory(device, precision)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    history = []
+    for epoch in range(recipe.epochs):
+        set_epoch(transform, epoch)
+        model.train()
+        lr = optimiser.param_groups[0]["lr"]
+        start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        for step, (images, labels) in enumerate(loader):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            optimiser.zero_grad(set_to_none=True)
+            batch_loss = torch.zeros((), device=device)
+            for x, y in zip(images.split(micro), labels.split(micro)):
+                with autocast():
+                    logits = model(x)
+                # mean loss of the micro-batch weighted by its share of the batch: the sum equals the batch mean
+                loss = criterion(logits.float(), y) * (len(y) / len(labels))
+                (scaler.scale(loss) if scaler else loss).backward()
+                batch_loss += loss.detach()
+                correct += int((logits.argmax(dim=1) == y).sum())
+            value = float(batch_loss)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"{job.label}: loss is {value} at epoch {epoch + 1}, step {step + 1} "
+                                         f"(lr {lr:g}); lower the learning rate or use --precision fp32")
+            if scaler:
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                optimiser.step()
+            seen += len(labels)
+            loss_sum += value * len(labels)
+        seconds = time.perf_counter() - start
+        schedule.step()
+        record = {"epoch": epoch + 1, "lr": lr, "loss": loss_sum / seen, "train_batch_acc": 100.0 * correct / seen,
+                  "seconds": seconds, "images_per_s": seen / seconds}
+        history.append(record)
+        log.info("%s epoch %d/%d loss %.4f acc %.1f lr %.3g %.0f img/s", job.label, epoch + 1, recipe.epochs,
+                 record["loss"], record["train_batch_acc"], lr, record["images_per_s"])
+    return history
+
+
+def evaluate(model, source, counts, *, tte: bool, job: Job, device, precision, workers) -> dict:
+    mean, std = input_mean_std(model.visual)
+    transform = test_transform(input_size(model.visual), mean, std, tte=tte)
+    batch = max(1, job.runtime.eval_batch_size // (5 if tte else 1))
+    loader = make_loader(source, transform, batch, shuffle=False, seed=job.seed, workers=workers,
+                         pin_memory=device.type == "cuda")
+    start = time.perf_counter()
+    preds, labels = predict(model, loader, device, _autocast_factory(device, precision))
+    metrics = classification_metrics(preds, labels, counts)
+    metrics["seconds"] = time.perf_counter() - start
+    metrics["tte"] = tte
+    return metrics
+
+
+def train(job: Job) -> dict:
+    """Build the job's data, backbone and regime, train, evaluate; return the JSON-ready result."""
+    start = time.perf_counter()
+    runtime = job.runtime
+    device = resolve_device(runtime.device)
+    precision = resolve_precision(runtime.precision, device)
+    workers = runtime.workers if runtime.workers is not None else (0 if device.type == "cpu"
+                                                                     else min(8, os.cpu_count() or 1))
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    data = build_dataset(job.dataset_config, runtime.data_root, runtime.download)
+    regime = get_regime(job.regime)
+    recipe = job.recipe
+    seed_everything(job.seed)
+    backbone = load_backbone(job.model, job.pretrained, data.classnames, device)
+    model = regime.build(backbone, data, recipe).to(device)
+    trainable = model.trainable_parameters()
+    n_trainable = sum(p.numel() for _, p in trainable)
+    n_backbone = model.backbone_parameter_count()
+    setup_s = time.perf_counter() - start
+    log.info("%s: %d trainable parameters (%.3f%% of the backbone), %d epochs on %s/%s", job.label, n_trainable,
+             100.0 * n_trainable / n_backbone, recipe.epochs, device, precision)
+
+    train_start = time.perf_counter()
+    history = fit(model, data, recipe, job, device, precision, workers) if recipe.epochs and trainable else []
+    train_s = time.perf_counter() - train_start
+
+    counts = data.train_class_counts
+    common = dict(job=job, device=device, precision=precision, workers=workers)
+    metrics = {"test": evaluate(model, data.test, counts, tte=recipe.tte, **common)}
+    if runtime.train_eval:
+        metrics["train"] = evaluate(model, data.train, counts, tte=False, **common)
+    return {
+        "status": "ok",
+        "job_id": job.job_id,
+        "label": job.label,
+        "config": job.config(),
+        "runtime": {**dataclasses.asdict(runtime), "device": str(device), "precision": precision,
+                    "workers": workers},
+        "dataset": data.summary(),
+        "split_fingerprint": data.fingerprint,
+        "metrics": metrics,
+        "params": {"trainable": n_trainable, "backbone": n_backbone,
+                   "trainable_pct": 100.0 * n_trainable / n_backbone,
+                   "trainable_tensors": [name for name, _ in trainable]},
+        "epochs": recipe.epochs,
+        "history": history,
+        "timings": {"setup_s": setup_s, "train_s": train_s,
+                    "train_images_per_s": (sum(h["images_per_s"] for h in history) / len(history)
+                                           if history else None),
+                    "eval_s": sum(m["seconds"] for m in metrics.values()),
+                    "total_s": time.perf_counter() - start},
+        "versions": {"ltbench": bench.__version__, "torch": torch.__version__,
+                     "open_clip": open_clip.__version__},
+    }

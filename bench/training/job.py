@@ -1,0 +1,58 @@
+"""A job: one data set × regime × seed with its fully resolved config, and the runtime options that don't change results."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a job runs; none of it changes the numbers beyond float precision, so it is not in the id."""
+
+    data_root: str = "data"
+    download: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    workers: Optional[int] = None  # DataLoader workers; None: 0 on CPU, min(8, cores) on GPU
+    micro_batch_size: Optional[int] = None  # gradient accumulation: batch split into micro-batches of this size
+    eval_batch_size: int = 256
+    train_eval: bool = True  # also measure training-set accuracy
+
+
+@dataclass(frozen=True)
+class Job:
+    dataset: str
+    dataset_config: Any  # the data set's frozen config dataclass
+    regime: str
+    recipe: Recipe
+    model: str
+    pretrained: str
+    seed: int
+    runtime: Runtime = field(default_factory=Runtime, compare=False)
+
+    def config(self) -> dict:
+        """Everything that determines the result (the job id hashes exactly this)."""
+        return {
+            "dataset": self.dataset,
+            "dataset_config": {"type": type(self.dataset_config).__name__,
+                               **dataclasses.asdict(self.dataset_config)},
+            "regime": self.regime,
+            "recipe": dataclasses.asdict(self.recipe),
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "seed": self.seed,
+        }
+
+    @property
+    def job_id(self) -> str:
+        canonical = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.regime}/seed{self.seed}"
