@@ -74,16 +74,18 @@ class SplitFileDataset:
             raise DataError(f"{self.name} cannot be downloaded automatically; see the README for where to get it")
         image_root = data_root / self.image_dir
         split_dir = data_root / self.split_dir
+        for field_name, file_name in (("classnames_file", self.classnames_file), ("train_list", self.train_list),
+                                      ("test_list", self.test_list)):
+            if not (split_dir / file_name).is_file():
+                raise DataError(
+                    f"{self.name}: {field_name} not found: {split_dir / file_name}. Put the standard split files "
+                    f"in {split_dir} or set their location with --set {self.name}.split_dir=DIR "
+                    f"(or --set {self.name}.{field_name}=FILE)."
+                )
         classnames = self.read_classnames(split_dir / self.classnames_file)
         splits = {}
         for split, list_name in (("train", self.train_list), ("test", self.test_list)):
             list_file = split_dir / list_name
-            if not list_file.is_file():
-                raise DataError(
-                    f"{self.name}: {split} split file not found: {list_file}. Put the standard split files in "
-                    f"{split_dir} or set their location with --set {self.name}.split_dir=DIR "
-                    f"(or {self.name}.{split}_list=FILE)."
-                )
             rel_paths, labels, lines = parse_split_file(list_file)
             bad = np.flatnonzero((labels < 0) | (labels >= len(classnames)))
             if len(bad):

@@ -1,0 +1,35 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
+
+import dataclasses  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from bench.data import dataset_config  # noqa: E402
+from bench.training import Job, Runtime  # noqa: E402
+from regimes import REGIMES  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def lt_splits() -> Path:
+    """The standard split files shipped beside the checkout in ../shared/data/lt_splits."""
+    path = Path(os.environ.get("LTBENCH_SHARED", REPO.parent / "shared")) / "data" / "lt_splits"
+    if not path.is_dir():
+        pytest.skip(f"standard split files not found at {path}")
+    return path
+
+
+def make_job(regime="linear_probe", dataset="synthetic_lt", seed=0, data_overrides=None, runtime=None,
+             **recipe_changes) -> Job:
+    """A tiny-model job on a data set, with recipe fields changed as given."""
+    recipe = REGIMES.get(regime).recipe
+    data_config = dataset_config(dataset, data_overrides)
+    recipe = dataclasses.replace(recipe, **recipe_changes)
+    if recipe.epochs is None:
+        recipe = dataclasses.replace(recipe, epochs=data_config.epochs)
+    return Job(dataset, data_config, regime, recipe, "ltbench-tiny", "none", seed,
+               runtime or Runtime(device="cpu"))

@@ -1,0 +1,89 @@
+import json
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from tests.data.test_cifar import write_cifar100
+
+TINY = ["--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q"]
+
+
+def run(tmp_path, *args):
+    return main(["--datasets", "synthetic_lt", "--out", str(tmp_path / "run"), *TINY, *args])
+
+
+@pytest.mark.parametrize("args, listed", [
+    (["--datasets", "nope"], "cifar100_lt"),
+    (["--datasets", "synthetic_lt", "--regimes", "nope"], "linear_probe"),
+    (["--datasets", "synthetic_lt", "--model", "ViT-Q-99"], "ViT-B-16"),
+    (["--datasets", "synthetic_lt", "--set", "nope.lr=1"], "zero_shot"),
+    (["--datasets", "synthetic_lt", "--set", "full.nope=1"], "weight_decay"),
+])
+def test_unknown_names_exit_2_listing_valid_ones(capsys, args, listed):
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--pretrained", "none"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nope" in err or "ViT-Q-99" in err
+    assert listed in err
+
+
+def test_help_describes_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--datasets", "--regimes", "--model", "--pretrained", "--data-root", "--download", "--out",
+                   "--seeds", "--epochs", "--imbalance-ratio", "--set", "--device", "--precision", "--workers",
+                   "--micro-batch-size", "--force"):
+        assert option in out
+
+
+def test_missing_data_stops_before_training(tmp_path, capsys):
+    code = main(["--datasets", "cifar100_lt", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"), *TINY])
+    assert code == 2
+    assert "--download" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_writes_json_per_job_and_table_then_resumes(tmp_path, capsys):
+    assert run(tmp_path, "--regimes", "zero_shot", "linear_probe", "--epochs", "1", "--seeds", "0", "1") == 0
+    jobs = sorted((tmp_path / "run" / "jobs").glob("*.json"))
+    assert len(jobs) == 4
+    results = [json.loads(p.read_text()) for p in jobs]
+    assert {r["config"]["regime"] for r in results} == {"zero_shot", "linear_probe"}
+    assert len({r["split_fingerprint"] for r in results}) == 1  # identical splits across regimes and seeds
+    for r in results:
+        assert {"config", "split_fingerprint", "metrics", "params", "timings"} <= set(r)
+        assert len(r["metrics"]["test"]["per_class_acc"]) == 20
+    table = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert len(table) == 4 and set(table["status"]) == {"ok"}
+    assert set(table.loc[table.regime == "zero_shot", "epochs"]) == {0}
+    assert "linear_probe" in capsys.readouterr().out  # summary table printed
+
+    stamps = {p: p.stat().st_mtime_ns for p in jobs}
+    assert run(tmp_path, "--regimes", "zero_shot", "linear_probe", "--epochs", "1", "--seeds", "0", "1") == 0
+    assert {p: p.stat().st_mtime_ns for p in jobs} == stamps  # finished jobs are not rerun
+    assert run(tmp_path, "--regimes", "zero_shot", "--seeds", "0", "--force") == 0
+    assert sum(p.stat().st_mtime_ns != stamps[p] for p in jobs) == 1
+
+
+def test_failed_job_is_recorded_and_others_go_on(tmp_path, capsys):
+    code = run(tmp_path, "--regimes", "zero_shot", "linear_probe", "--epochs", "1",
+               "--set", "linear_probe.lr=1e38", "linear_probe.classifier=linear", "linear_probe.classifier_init=random")
+    assert code == 1
+    table = pd.read_csv(tmp_path / "run" / "results.csv").set_index("regime")
+    assert table.loc["zero_shot", "status"] == "ok" and table.loc["linear_probe", "status"] == "failed"
+    assert "NonFiniteLossError" in table.loc["linear_probe", "error"]
+    assert "linear_probe" in capsys.readouterr().err
+
+
+def test_imbalance_ratio_option_reaches_cifar(tmp_path):
+    root = write_cifar100(tmp_path / "data", per_class=50, test_per_class=2)
+    code = main(["--datasets", "cifar100_lt", "--imbalance-ratio", "10", "--data-root", str(root),
+                 "--regimes", "zero_shot", "--out", str(tmp_path / "run"), "--no-train-eval", *TINY])
+    assert code == 0
+    result = json.loads(next((tmp_path / "run" / "jobs").glob("*.json")).read_text())
+    assert result["config"]["dataset_config"]["imbalance_ratio"] == 10.0
+    assert result["dataset"]["min_count"] == 5 and result["dataset"]["max_count"] == 50
