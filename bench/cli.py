@@ -98,7 +98,10 @@ def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> list[Job]:
 
 
 def preflight(jobs: list[Job], runtime: Runtime) -> None:
-    """Fail before any training if a data set or the weights are missing."""
+    """Fail before any training if the device, a data set or the weights are missing."""
+    from bench.training.engine import resolve_device, resolve_precision
+
+    resolve_precision(runtime.precision, resolve_device(runtime.device))
     for config in dict.fromkeys(job.dataset_config for job in jobs):
         data = build_dataset(config, runtime.data_root, runtime.download)
         log.info("data %s", data.summary())

@@ -87,3 +87,9 @@ def test_imbalance_ratio_option_reaches_cifar(tmp_path):
     result = json.loads(next((tmp_path / "run" / "jobs").glob("*.json")).read_text())
     assert result["config"]["dataset_config"]["imbalance_ratio"] == 10.0
     assert result["dataset"]["min_count"] == 5 and result["dataset"]["max_count"] == 50
+
+
+def test_mixed_precision_on_cpu_stops_before_training(tmp_path, capsys):
+    assert run(tmp_path, "--precision", "bf16") == 2
+    assert "needs a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -73,3 +73,16 @@ def test_logit_adjusted_loss_is_ce_on_shifted_logits():
     labels = torch.tensor([0, 1, 2, 0, 1])
     expected = torch.nn.functional.cross_entropy(logits + torch.log(counts / counts.sum()), labels)
     assert math.isclose(LogitAdjustedLoss(counts.numpy())(logits, labels).item(), expected.item(), rel_tol=1e-6)
+
+
+def test_precision_resolution_on_cpu():
+    from bench.training.engine import resolve_device, resolve_precision
+
+    cpu = resolve_device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="mixed precision bf16 needs a GPU"):
+        resolve_precision("bf16", cpu)
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
+            resolve_device("cuda")
