@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imbalance-ratio", type=float, help="imbalance ratio of the CIFAR-100-LT data sets")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SCOPE.FIELD=VALUE",
                    help="override a regime's recipe or a data set's option, e.g. full.lr=0.001 "
-                        "linear_probe.loss=ce imagenet_lt.split_dir=/data/ImageNet_LT (see --list)")
+                        "lift_plus.tte=false lora.rank=8 imagenet_lt.split_dir=/data/ImageNet_LT; "
+                        "all.FIELD=VALUE sets FIELD in every selected regime that has it (see --list)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU")
@@ -68,16 +69,27 @@ def describe_registry() -> str:
     return "\n".join(lines)
 
 
+ALL_REGIMES = "all"  # --set all.FIELD=VALUE: every selected regime that has FIELD
+
+
+def _recipe_fields(regime_name: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(REGIMES.get(regime_name).recipe)}
+
+
 def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> list[Job]:
     """Data sets × regimes × seeds with the recipes and data options resolved (overrides applied)."""
     regimes = REGIMES.names() if "all" in args.regimes else list(dict.fromkeys(args.regimes))
     for name in regimes:
         REGIMES.get(name)  # unknown name -> UnknownNameError
     overrides = parse_assignments(args.overrides)
-    unknown = set(overrides) - set(DATASETS.names()) - set(REGIMES.names())
+    unknown = set(overrides) - set(DATASETS.names()) - set(REGIMES.names()) - {ALL_REGIMES}
     if unknown:
-        raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime; "
-                            f"valid: {', '.join(DATASETS.names() + REGIMES.names())}")
+        raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime nor "
+                            f"{ALL_REGIMES!r}; valid: {', '.join(DATASETS.names() + REGIMES.names())}")
+    shared = overrides.get(ALL_REGIMES, {})
+    for field in shared:
+        if not any(field in _recipe_fields(name) for name in regimes):
+            raise OverrideError(f"--set {ALL_REGIMES}.{field}: no selected regime has a setting {field!r}")
     jobs = []
     for dataset in dict.fromkeys(args.datasets):
         data_config = dataset_config(dataset, overrides.get(dataset))
@@ -88,7 +100,8 @@ def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> list[Job]:
             recipe = regime.recipe
             if args.epochs is not None and regime.trains:
                 recipe = dataclasses.replace(recipe, epochs=args.epochs)
-            recipe = apply_overrides(recipe, overrides.get(regime_name, {}), regime_name)
+            own_shared = {k: v for k, v in shared.items() if k in _recipe_fields(regime_name)}
+            recipe = apply_overrides(recipe, {**own_shared, **overrides.get(regime_name, {})}, regime_name)
             if recipe.epochs is None:
                 recipe = dataclasses.replace(recipe, epochs=data_config.epochs)
             for seed in args.seeds:

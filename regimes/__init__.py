@@ -1,5 +1,6 @@
 """Fine-tuning regimes by name; importing this package registers them all."""
-from . import full, linear_probe, zero_shot  # noqa: F401  (registration)
+from . import (adapter, adaptformer, bitfit, full, lift_plus, linear_probe, ln_tuning, lora,  # noqa: F401
+               partial, sparse, ssf, vpt, zero_shot)
 from .base import REGIMES, Regime, get_regime, register_regime
 
 __all__ = ["REGIMES", "Regime", "get_regime", "register_regime"]

@@ -24,10 +24,11 @@ def register_regime(name: str):
 
 
 class Regime:
-    """Subclasses set `recipe` (defaults) and override `mark_trainable` or `make_head`.
+    """Subclasses set `recipe` (defaults, a Recipe subclass when the regime has options of its own) and
+    override `adapt` (which tensors train, which modules are injected) or `make_head`.
 
-    `build` freezes everything, then switches on exactly the regime's tensors, so the engine only
-    ever trains the parameters whose `requires_grad` is true.
+    `build` freezes everything but the head, then lets `adapt` switch on or inject exactly the regime's
+    tensors, so the engine only ever trains the parameters whose `requires_grad` is true.
     """
 
     name: ClassVar[str] = ""
@@ -39,13 +40,14 @@ class Regime:
         return make_classifier(recipe.classifier, recipe.classifier_init, backbone, data.num_classes,
                                recipe.classifier_scale)
 
-    def mark_trainable(self, model: LongTailModel, recipe: Recipe) -> None:
-        model.head.requires_grad_(True)
+    def adapt(self, model: LongTailModel, data: LongTailData, recipe: Recipe) -> None:
+        """Make the regime's backbone tensors trainable or inject new ones; the default trains none."""
 
     def build(self, backbone: Backbone, data: LongTailData, recipe: Recipe) -> LongTailModel:
         model = LongTailModel(backbone.visual, self.make_head(backbone, data, recipe))
         model.requires_grad_(False)
-        self.mark_trainable(model, recipe)
+        model.head.requires_grad_(True)
+        self.adapt(model, data, recipe)
         return model
 
 

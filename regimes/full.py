@@ -12,6 +12,5 @@ class FullFineTuning(Regime):
     summary = "all transformer blocks + classifier"
     recipe = replace(Recipe(), lr=5e-4)  # the papers' full fine-tuning lr
 
-    def mark_trainable(self, model, recipe):
-        model.head.requires_grad_(True)
+    def adapt(self, model, data, recipe):
         model.visual.transformer.resblocks.requires_grad_(True)

@@ -16,6 +16,3 @@ class ZeroShot(Regime):
 
     def make_head(self, backbone, data, recipe):
         return ZeroShotHead(backbone.visual.proj, backbone.text_embeddings, backbone.logit_scale)
-
-    def mark_trainable(self, model, recipe):
-        pass

@@ -93,3 +93,38 @@ def test_mixed_precision_on_cpu_stops_before_training(tmp_path, capsys):
     assert run(tmp_path, "--precision", "bf16") == 2
     assert "needs a GPU" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_all_regimes_on_identical_splits_with_parameter_columns(tmp_path, capsys):
+    from regimes import REGIMES
+
+    assert run(tmp_path, "--regimes", "all", "--epochs", "1", "--no-train-eval") == 0
+    table = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert sorted(table["regime"]) == sorted(REGIMES.names()) and set(table["status"]) == {"ok"}
+    assert table["split_fingerprint"].nunique() == 1
+    by_regime = table.set_index("regime")
+    assert by_regime.loc["zero_shot", "trainable_params"] == 0 and by_regime.loc["zero_shot", "epochs"] == 0
+    assert by_regime.loc["lora", "epochs"] == 1
+    assert by_regime.loc["linear_probe", "trainable_params"] < by_regime.loc["lift_plus", "trainable_params"] \
+        < by_regime.loc["full", "trainable_params"]
+    assert 0 < by_regime.loc["lift_plus", "trainable_pct"] < 1.0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "trainable" in header and "%backbone" in header and "epochs" in header
+
+
+def test_regime_options_and_shared_settings_from_the_command_line(tmp_path):
+    from bench.cli import build_parser, expand_jobs
+    from bench.training import Runtime
+
+    def jobs(*sets):
+        args = build_parser().parse_args(["--datasets", "synthetic_lt", "--regimes", "lora", "lift_plus", "full",
+                                          "--set", *sets])
+        return {job.regime: job for job in expand_jobs(args, Runtime())}
+
+    by_name = jobs("lora.rank=8", "all.tte=true", "lift_plus.tte=false", "all.bottleneck=2")
+    assert by_name["lora"].recipe.rank == 8 and by_name["lora"].recipe.tte is True
+    assert by_name["full"].recipe.tte is True and by_name["lift_plus"].recipe.tte is False  # own scope wins
+    assert by_name["lift_plus"].recipe.bottleneck == 2
+    assert by_name["lora"].job_id != jobs("lora.rank=4")["lora"].job_id
+    with pytest.raises(ValueError, match="no selected regime has a setting 'rank2'"):
+        jobs("all.rank2=3")

@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 
 from bench.evaluation import classification_metrics
@@ -23,3 +25,17 @@ def test_empty_group_and_absent_class_are_none():
     assert m["medium"] is None and m["few"] is None
     assert m["per_class_acc"] == [100.0, 0.0, None]
     assert m["many"] == 50.0
+
+
+def test_five_crops_are_scored_by_their_mean_logits():
+    import torch
+
+    from bench.evaluation import predict
+
+    # crop 0 votes strongly for class 0, crops 1-4 weakly for class 1: the mean picks 0, a majority vote would not
+    crop_logits = torch.tensor([[10.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    images = torch.arange(5.0).view(1, 5, 1, 1, 1)  # B×5×C×H×W, pixel value = crop index
+    model = torch.nn.Module()
+    model.forward = lambda x: crop_logits[x.view(-1).long()]
+    preds, labels = predict(model, [(images, torch.tensor([0]))], torch.device("cpu"), contextlib.nullcontext)
+    assert preds.tolist() == [0] and labels.tolist() == [0]

@@ -6,23 +6,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone, image_features
-
-
-class CosineClassifier(nn.Module):
-    """z_k = scale · cos(f, w_k), no bias (the references' CosineClassifier)."""
-
-    def __init__(self, feature_dim: int, num_classes: int, scale: float = 25.0):
-        super().__init__()
-        self.scale = scale
-        self.weight = nn.Parameter(torch.empty(num_classes, feature_dim))
-        nn.init.uniform_(self.weight, -1.0, 1.0)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.scale * F.normalize(features, dim=-1), F.normalize(self.weight, dim=-1))
+from .tunable_block import TunableBlock
 
 
 class LinearClassifier(nn.Linear):
-    """A plain linear layer with bias."""
+    """A linear layer with bias; random init as in the references: rows uniform(-1, 1) scaled to unit norm, bias 0."""
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.uniform_(-1.0, 1.0)
+            self.weight.copy_(F.normalize(self.weight, dim=-1))
+            if self.bias is not None:
+                self.bias.zero_()
+
+
+class CosineClassifier(LinearClassifier):
+    """z_k = scale · cos(f, w_k), no bias (the references' CosineClassifier)."""
+
+    def __init__(self, feature_dim: int, num_classes: int, scale: float = 25.0):
+        super().__init__(feature_dim, num_classes, bias=False)
+        self.scale = scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.scale * F.normalize(features, dim=-1), F.normalize(self.weight, dim=-1))
 
 
 class ZeroShotHead(nn.Module):
@@ -73,8 +79,12 @@ class LongTailModel(nn.Module):
         return self.head(self.features(images))
 
     def train(self, mode: bool = True) -> "LongTailModel":
+        """The frozen tower stays in eval mode; injected modules (their dropout, if any) follow `mode`."""
         super().train(mode)
         self.visual.eval()
+        for module in self.visual.modules():
+            if isinstance(module, TunableBlock):
+                module.tuners.train(mode)
         return self
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:

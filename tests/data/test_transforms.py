@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -45,3 +46,17 @@ def test_tte_five_crops_from_248_and_plain_from_256():
     plain = eval_transform(224, MEAN, STD)
     assert plain(image).shape == (3, 224, 224)
     assert plain.transforms[0].size == 256 and eval_transform(224, MEAN, STD, tte=True).transforms[0].size == 248
+
+
+def test_tte_crops_are_the_corners_and_centre_of_the_248_resize():
+    torch.manual_seed(0)
+    pixels = (torch.rand(300, 400, 3) * 255).to(torch.uint8).numpy()
+    image = Image.fromarray(pixels)
+    crops = eval_transform(224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tte=True)(image)
+    resized = torch.tensor(np.asarray(image.resize((330, 248), Image.BICUBIC))).permute(2, 0, 1).float() / 255
+    h, w = resized.shape[1:]
+    top, left = round((h - 224) / 2), round((w - 224) / 2)
+    expected = [resized[:, :224, :224], resized[:, :224, w - 224:], resized[:, h - 224:, :224],
+                resized[:, h - 224:, w - 224:], resized[:, top:top + 224, left:left + 224]]
+    for crop, want in zip(crops, expected):
+        assert (crop - want).abs().max() < 0.02  # PIL vs torchvision bicubic rounding

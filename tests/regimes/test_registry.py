@@ -19,8 +19,7 @@ def test_builtin_regimes_and_defaults():
 def last_block_regime():
     @register_regime("test_last_block")
     class LastBlock(Regime):
-        def mark_trainable(self, model, recipe):
-            model.head.requires_grad_(True)
+        def adapt(self, model, data, recipe):
             model.visual.transformer.resblocks[-1].requires_grad_(True)
 
     yield LastBlock

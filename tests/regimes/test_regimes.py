@@ -1,0 +1,205 @@
+import copy
+import dataclasses
+import re
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.data import build_dataset, dataset_config
+from bench.models import Backbone, LinearClassifier, create_clip, image_features, load_backbone
+from bench.overrides import OverrideError, apply_overrides
+from bench.training import Runtime
+from bench.training.engine import train
+from regimes import REGIMES, get_regime
+from tests.conftest import make_job
+
+BLOCK = r"visual\.transformer\.resblocks\.\d+\."
+# the exact trainable tensors of every regime (besides head.weight), as patterns over the full names
+TRAINABLE = {
+    "zero_shot": set(),
+    "linear_probe": set(),
+    "full": {BLOCK + r"(ln_1|ln_2)\.(weight|bias)", BLOCK + r"attn\.in_proj_(weight|bias)",
+             BLOCK + r"attn\.out_proj\.(weight|bias)", BLOCK + r"mlp\.(c_fc|c_proj)\.(weight|bias)"},
+    "lora": {BLOCK + r"tuners\.lora_(q|v)\.(down|up)"},
+    "adaptformer": {BLOCK + r"tuners\.adaptformer\.(norm\.weight|norm\.bias|down\.weight|down\.bias|up\.weight|"
+                            r"up\.bias|scale)"},
+    "adapter": {BLOCK + r"tuners\.adapter\.(norm|down|up)\.(weight|bias)"},
+    "bitfit": {BLOCK + r"(ln_1|ln_2)\.bias", BLOCK + r"attn\.in_proj_bias", BLOCK + r"attn\.out_proj\.bias",
+               BLOCK + r"mlp\.(c_fc|c_proj)\.bias"},
+    "ln_tuning": {BLOCK + r"(ln_1|ln_2)\.(weight|bias)"},
+    "vpt": {BLOCK + r"prompt"},
+    "ssf": {BLOCK + r"tuners\.ssf_(qkv|attn_out|fc|mlp_out)\.(scale|shift)"},
+    "sparse": {BLOCK + r"(attn|attn\.out_proj|mlp\.c_fc|mlp\.c_proj)\.parametrizations\."
+                       r"(in_proj_weight|in_proj_bias|weight|bias)\.0\.values"},
+}
+TRAINABLE["lift_plus"] = TRAINABLE["adaptformer"]
+TRAINABLE["partial"] = TRAINABLE["full"]
+EXPECTED_COUNT = {  # per block of the tiny model (D=128, MLP 512), K=20, L=4 -> r as in RECIPES.md
+    "full": 12 * 128 ** 2 + 13 * 128,
+    "lora": 2 * 2 * 128 * 1,  # r = 2^max(0, floor(log2(20/16))) = 1
+    "adaptformer": 2 * 128 + (128 * 2 + 2) + (2 * 128 + 128) + 1,  # r = 2^floor(log2(20/8)) = 2
+    "adapter": 2 * 128 + (128 * 2 + 2) + (2 * 128 + 128),
+    "bitfit": 11 * 128,
+    "ln_tuning": 4 * 128,
+    "vpt": 4 * 128,  # deep: length 2^floor(log2(20/4)) = 4 per block
+    "ssf": 2 * (3 * 128 + 128 + 512 + 128),  # scale and shift after qkv, attn out, fc, mlp out
+}
+EXPECTED_COUNT["lift_plus"] = EXPECTED_COUNT["adaptformer"]
+# modules that start as exact no-ops; vpt and ssf (random init in the references) change the features
+IDENTITY_AT_INIT = ["linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus", "adapter", "bitfit",
+                    "ln_tuning", "sparse"]
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return build_dataset(dataset_config("synthetic_lt"), "data", False)
+
+
+def _build(name, data, recipe=None, seed=0):
+    torch.manual_seed(seed)
+    backbone = load_backbone("ltbench-tiny", "none", data.classnames)
+    regime = get_regime(name)
+    return backbone, regime.build(backbone, data, recipe or regime.recipe)
+
+
+def test_every_issue_regime_is_registered():
+    assert {"zero_shot", "linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus", "bitfit",
+            "ln_tuning", "vpt", "adapter", "sparse"} <= set(REGIMES.names())
+    assert set(TRAINABLE) == set(REGIMES.names())
+
+
+@pytest.mark.parametrize("name", sorted(TRAINABLE))
+def test_exact_trainable_tensors(name, synthetic):
+    _, model = _build(name, synthetic)
+    names = [n for n, _ in model.trainable_parameters()]
+    head = ["head.weight"] if name != "zero_shot" else []
+    assert [n for n in names if n.startswith("head.")] == head
+    body = [n for n in names if not n.startswith("head.")]
+    for n in body:
+        assert any(re.fullmatch(p, n) for p in TRAINABLE[name]), f"{name} trains unexpected {n}"
+    for pattern in TRAINABLE[name]:
+        assert any(re.fullmatch(pattern, n) for n in body), f"{name} does not train {pattern}"
+    if name in EXPECTED_COUNT:
+        assert sum(p.numel() for n, p in model.trainable_parameters() if n in body) == 4 * EXPECTED_COUNT[name]
+
+
+def test_partial_trains_the_last_k_blocks(synthetic):
+    recipe = dataclasses.replace(get_regime("partial").recipe, blocks=2)
+    _, model = _build("partial", synthetic, recipe)
+    blocks = {int(n.split(".")[3]) for n, _ in model.trainable_parameters() if n.startswith("visual.")}
+    assert blocks == {2, 3}
+    for k, expected in ((0, set()), (4, {0, 1, 2, 3})):
+        _, model = _build("partial", synthetic, dataclasses.replace(recipe, blocks=k))
+        assert {int(n.split(".")[3]) for n, _ in model.trainable_parameters() if n.startswith("visual.")} == expected
+    with pytest.raises(ValueError, match="partial.blocks=5 but the model has 4 blocks"):
+        _build("partial", synthetic, dataclasses.replace(recipe, blocks=5))
+
+
+def test_vpt_shallow_and_explicit_length(synthetic):
+    recipe = dataclasses.replace(get_regime("vpt").recipe, depth="shallow")
+    _, model = _build("vpt", synthetic, recipe)
+    prompts = [(n, p.shape) for n, p in model.trainable_parameters() if n.endswith("prompt")]
+    assert prompts == [("visual.transformer.resblocks.0.prompt", (16, 128))]  # 2^floor(log2(20/1))
+    _, model = _build("vpt", synthetic, dataclasses.replace(recipe, length=3))
+    assert model.visual.transformer.resblocks[0].prompt.shape == (3, 128)
+
+
+def test_sparse_fraction_and_mask_seed(synthetic):
+    _, model = _build("sparse", synthetic)
+    body = sum(p.numel() for n, p in model.trainable_parameters() if n.startswith("visual."))
+    assert 20 * 128 - 8 * 4 <= body <= 20 * 128  # K·D by default, less the per-tensor rounding down
+    recipe = dataclasses.replace(get_regime("sparse").recipe, fraction=0.01, location="mlp")
+    _, model = _build("sparse", synthetic, recipe)
+    names = [n for n, _ in model.trainable_parameters() if n.startswith("visual.")]
+    assert all(".mlp." in n for n in names)
+    c_fc = model.visual.transformer.resblocks[0].mlp.c_fc.parametrizations.weight[0]
+    assert int(c_fc.mask.sum()) == int(512 * 128 * 0.01)
+    _, other = _build("sparse", synthetic, dataclasses.replace(recipe, mask_seed=1))
+    assert not torch.equal(c_fc.mask, other.visual.transformer.resblocks[0].mlp.c_fc.parametrizations.weight[0].mask)
+    with pytest.raises(ValueError, match=r"sparse.fraction must be in \(0, 1\]"):
+        dataclasses.replace(recipe, fraction=1.5)
+
+
+def test_adaptformer_original_variant(synthetic):
+    recipe = dataclasses.replace(get_regime("adaptformer").recipe, variant="original")
+    _, model = _build("adaptformer", synthetic, recipe)
+    branch = model.visual.transformer.resblocks[0].tuners["adaptformer"]
+    assert branch.down.out_features == 64 and branch.scale == 0.1 and branch.dropout.p == 0.1
+    assert isinstance(branch.norm, torch.nn.Identity)
+    model.train()
+    assert branch.training and not model.visual.transformer.resblocks[0].ln_1.training
+
+
+@pytest.mark.parametrize("name", IDENTITY_AT_INIT)
+def test_injected_modules_do_not_change_the_features_at_step_0(name, synthetic):
+    images = torch.randn(4, 3, 32, 32)
+    backbone, model = _build(name, synthetic)
+    torch.manual_seed(0)
+    plain = create_clip("ltbench-tiny", "none").visual  # the same random weights, untouched
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval().features(images), image_features(plain, images),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_semantic_init_and_reference_random_init(synthetic):
+    backbone, model = _build("lift_plus", synthetic)
+    text = F.normalize(backbone.text_embeddings, dim=-1)
+    expected = F.normalize(text @ backbone.visual.proj.detach().T, dim=-1)
+    torch.testing.assert_close(model.head.weight.detach(), expected)
+    recipe = dataclasses.replace(get_regime("linear_probe").recipe, classifier="linear", classifier_init="random")
+    _, probe = _build("linear_probe", synthetic, recipe)
+    assert isinstance(probe.head, LinearClassifier) and not probe.head.bias.any()
+    torch.testing.assert_close(probe.head.weight.norm(dim=1), torch.ones(20))  # unit rows, as the references
+
+
+def test_lift_plus_defaults_and_one_component_ablations():
+    r = get_regime("lift_plus").recipe
+    assert (r.variant, r.bottleneck, r.classifier, r.classifier_scale, r.classifier_init, r.loss, r.la_tau,
+            r.augmentation, r.tte, r.lr, r.batch_size, r.epochs) == \
+        ("lift", None, "cosine", 25.0, "semantic", "la", 1.0, "minimalist", True, 0.02, 128, None)
+    for field, value, parsed in [("classifier_init", "random", "random"), ("loss", "ce", "ce"),
+                                 ("augmentation", "rrc_flip", "rrc_flip"), ("tte", "off", False),
+                                 ("classifier", "linear", "linear"), ("bottleneck", "8", 8), ("epochs", "10", 10)]:
+        changed = apply_overrides(r, {field: value}, "lift_plus")
+        assert getattr(changed, field) == parsed and type(changed) is type(r)
+        assert [f for f in dataclasses.fields(r) if getattr(r, f.name) != getattr(changed, f.name)] == \
+            [f for f in dataclasses.fields(r) if f.name == field]
+    with pytest.raises(OverrideError, match="lora has no setting 'bottleneck'; settings: .*rank"):
+        apply_overrides(get_regime("lora").recipe, {"bottleneck": "4"}, "lora")
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(TRAINABLE) if n != "zero_shot"])
+def test_each_regime_trains_and_its_loss_falls(name):
+    r = train(make_job(name, epochs=3, runtime=Runtime(device="cpu", train_eval=False)))
+    losses = [h["loss"] for h in r["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert r["metrics"]["test"]["tte"] == (name == "lift_plus")
+
+
+@pytest.fixture(scope="module")
+def vit_b16_tower():
+    """A randomly initialised ViT-B/16 image tower: the counts need its shapes, not its weights."""
+    torch.manual_seed(0)
+    return create_clip("ViT-B-16", "none").visual
+
+
+def _vit_b16(regime, tower, num_classes, **changes):
+    backbone = Backbone("ViT-B-16", copy.deepcopy(tower), torch.randn(num_classes, 512), 100.0)
+    r = get_regime(regime)
+    model = r.build(backbone, types.SimpleNamespace(num_classes=num_classes),
+                    dataclasses.replace(r.recipe, **changes))
+    return model, sum(p.numel() for _, p in model.trainable_parameters())
+
+
+def test_vit_b16_trainable_counts(vit_b16_tower):
+    assert _vit_b16("lift_plus", vit_b16_tower, 100)[1] == 178_236  # CIFAR-100-LT, r = 4
+    assert _vit_b16("lift_plus", vit_b16_tower, 1000)[1] == 1_385_868  # ImageNet-LT, r = 32
+    assert _vit_b16("adaptformer", vit_b16_tower, 365)[1] == 175_212 + 280_320  # Places-LT, r = 8
+    assert _vit_b16("lora", vit_b16_tower, 1000)[1] - 768_000 == 589_824  # r = 16
+    model, count = _vit_b16("full", vit_b16_tower, 100)
+    names = [n for n, _ in model.trainable_parameters()]
+    every_block_tensor = [f"visual.{n}" for n, _ in vit_b16_tower.named_parameters() if ".resblocks." in n]
+    assert names == every_block_tensor + ["head.weight"]
+    assert count == sum(p.numel() for n, p in vit_b16_tower.named_parameters() if ".resblocks." in n) + 76_800
