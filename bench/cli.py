@@ -5,14 +5,21 @@ import argparse
 import dataclasses
 import logging
 import sys
-import traceback
 from pathlib import Path
+from typing import Iterator
 
+from tqdm import tqdm
+
+from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, dataset_config
-from bench.models import WeightsUnavailableError, create_clip
+from bench.models import WeightsUnavailableError, create_clip, load_backbone
+from bench.models.backbone import RANDOM_WEIGHTS
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.registry import UnknownNameError
 from bench.results import RunStore, table_row
+from bench.scheduler import device_slots, run_local
+from bench.scheduler.devices import parse_gpus
+from bench.scheduler.execute import LOGGERS
 from bench.training import Job, Runtime
 from regimes import REGIMES
 from reports.summary import format_summary
@@ -44,10 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a regime's recipe or a data set's option, e.g. full.lr=0.001 "
                         "lift_plus.tte=false lora.rank=8 imagenet_lt.split_dir=/data/ImageNet_LT; "
                         "all.FIELD=VALUE sets FIELD in every selected regime that has it (see --list)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (GPUs when visible, else CPU), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU")
-    p.add_argument("--workers", type=int, help="DataLoader workers (default: 0 on CPU, up to 8 on GPU)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: this machine's GPUs (or CPU); ray: one Ray task per job on a cluster")
+    p.add_argument("--gpus", help="GPU indices for the local backend, e.g. 0,1,2,3 (default: every visible GPU)")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU at a time (light regimes)")
+    p.add_argument("--workers", type=int, default=1, help="jobs at a time on CPU runs")
+    p.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
+    p.add_argument("--ray-gpus-per-job", type=float, default=1.0,
+                   help="GPUs each Ray task asks for; 0 runs the tasks on CPUs")
+    p.add_argument("--loader-workers", type=int,
+                   help="DataLoader processes per job (default: 0 on CPU, up to 8 on GPU)")
     p.add_argument("--micro-batch-size", type=int,
                    help="split each batch into micro-batches (exact gradient accumulation)")
     p.add_argument("--eval-batch-size", type=int, default=256, help="images per evaluation batch")
@@ -110,39 +126,53 @@ def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> list[Job]:
     return jobs
 
 
-def preflight(jobs: list[Job], runtime: Runtime) -> None:
-    """Fail before any training if the device, a data set or the weights are missing."""
+def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
+    """Fail before any training if the device, a data set or the weights are missing. With a `device` to run
+    it on, compute the class-prompt embeddings once per data set and backbone into the run's cache."""
     from bench.training.engine import resolve_device, resolve_precision
 
-    resolve_precision(runtime.precision, resolve_device(runtime.device))
+    if device is not None:
+        resolve_precision(runtime.precision, resolve_device(device))
+    datasets = {}
     for config in dict.fromkeys(job.dataset_config for job in jobs):
-        data = build_dataset(config, runtime.data_root, runtime.download)
-        log.info("data %s", data.summary())
+        datasets[config] = build_dataset(config, runtime.data_root, runtime.download)
+        log.info("data %s", datasets[config].summary())
+    cache = DiskCache(Path(runtime.run_dir) / "cache") if runtime.run_dir else None
     for model, pretrained in dict.fromkeys((job.model, job.pretrained) for job in jobs):
-        create_clip(model, pretrained)
-
-
-def run_jobs(jobs: list[Job], store: RunStore, force: bool) -> list[dict]:
-    from bench.training.engine import train  # heavy imports only when there is work
-
-    results = []
-    for i, job in enumerate(jobs, start=1):
-        if not force and store.is_finished(job.job_id):
-            log.info("[%d/%d] %s: already done (%s), skipped", i, len(jobs), job.label, store.job_path(job.job_id))
-            results.append(store.load(job.job_id))
+        if device is None or cache is None or pretrained.strip().lower() in RANDOM_WEIGHTS:
+            create_clip(model, pretrained)  # random weights differ per seed: each job draws its own
             continue
-        log.info("[%d/%d] %s (job %s)", i, len(jobs), job.label, job.job_id)
-        try:
-            result = train(job)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            log.error("%s failed: %s", job.label, exc)
-            result = {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(),
-                      "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-        store.save(result)
-        results.append(result)
-    return results
+        for config in dict.fromkeys(job.dataset_config for job in jobs if job.model == model):
+            load_backbone(model, pretrained, datasets[config].classnames, device, cache=cache)
+
+
+def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: list[str]) -> Iterator[dict]:
+    if args.backend == "ray":
+        from bench.scheduler.ray_backend import run_ray
+
+        return run_ray(jobs, store.run_dir, args.ray_address, args.ray_gpus_per_job)
+    return run_local(jobs, store.run_dir, slots)
+
+
+def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: list[str]) -> list[dict]:
+    """Run the jobs without a result (all with --force); return every job's result in the order of `jobs`."""
+    results: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        if not args.force and store.is_finished(job.job_id):
+            log.info("%s: already done (%s), skipped", job.label, store.job_path(job.job_id))
+            results[job.job_id] = store.load(job.job_id)
+        else:
+            todo.append(job)
+    if todo:
+        log.info("%d jobs to run (%d already done) on %s", len(todo), len(jobs) - len(todo),
+                 f"Ray ({args.ray_address or 'local cluster'})" if args.backend == "ray" else ", ".join(slots))
+    with tqdm(total=len(todo), desc="jobs", unit="job", disable=not sys.stderr.isatty(), position=0) as bar:
+        for result in _launch(todo, args, store, slots):
+            results[result["job_id"]] = result
+            bar.update()
+            log.info("%s: %s", result["label"], result["status"] if result["status"] == "ok" else result["error"])
+    return [results[job.job_id] for job in jobs]
 
 
 def check_fingerprints(results: list[dict]) -> None:
@@ -164,22 +194,34 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_registry())
         return 0
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for name in ("ltbench", "bench", "regimes"):  # open_clip logs to the root logger: keep it at warnings
-        logging.getLogger(name).setLevel(logging.WARNING if args.quiet else logging.INFO)
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    console.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=logging.WARNING, handlers=[console])  # open_clip logs to the root: warnings only
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)  # per-job log files get INFO whatever the console shows
     runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,
-                      precision=args.precision, workers=args.workers, micro_batch_size=args.micro_batch_size,
-                      eval_batch_size=args.eval_batch_size, train_eval=not args.no_train_eval)
+                      precision=args.precision, loader_workers=args.loader_workers,
+                      micro_batch_size=args.micro_batch_size, eval_batch_size=args.eval_batch_size,
+                      train_eval=not args.no_train_eval, run_dir=str(Path(args.out).resolve()),
+                      progress=sys.stderr.isatty())
     try:
         jobs = expand_jobs(args, runtime)
-        preflight(jobs, runtime)
+        if args.backend == "ray":
+            slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
+        else:
+            slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
+        if args.backend == "ray":  # devices and progress bars live on the cluster's nodes
+            jobs = [dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
+                    for j in jobs]
+        preflight(jobs, runtime, None if args.backend == "ray" else slots[0])
     except (UnknownNameError, OverrideError) as exc:
         parser.error(str(exc))
     except (DataError, WeightsUnavailableError, ValueError) as exc:
         print(f"ltbench: error: {exc}", file=sys.stderr)
         return 2
     store = RunStore(args.out)
-    results = run_jobs(jobs, store, args.force)
+    results = run_jobs(jobs, store, args, slots)
     check_fingerprints(results)
     table = store.write_table()
     print(format_summary([table_row(r) for r in results]))

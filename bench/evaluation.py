@@ -1,4 +1,4 @@
-"""Predictions and metrics: top-1, per-class accuracy, many/medium/few means, confusion counts."""
+"""Features, predictions and metrics: top-1, per-class accuracy, many/medium/few means, confusion counts."""
 from __future__ import annotations
 
 import math
@@ -10,21 +10,31 @@ from bench.data.base import ClassGroups
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device, autocast) -> tuple[np.ndarray, np.ndarray]:
-    """Arg-max predictions and labels; a batch of crops (B×n×C×H×W) is scored by the mean of its crop logits."""
+def extract_features(model: torch.nn.Module, loader, device: torch.device, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features N×n×D on the CPU (n crops per image, 1 without test-time ensembling) and labels N."""
     model.eval()
-    preds, labels = [], []
+    features, labels = [], []
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
+        crops = images.shape[1] if images.ndim == 5 else 1
         with autocast():
-            if images.ndim == 5:
-                b, n = images.shape[:2]
-                logits = model(images.flatten(0, 1)).float().view(b, n, -1).mean(dim=1)
-            else:
-                logits = model(images).float()
-        preds.append(logits.argmax(dim=1).cpu())
+            f = model.features(images.flatten(0, 1) if images.ndim == 5 else images)
+        features.append(f.float().view(len(targets), crops, -1).cpu())
         labels.append(targets)
-    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    return torch.cat(features), torch.cat(labels)
+
+
+@torch.no_grad()
+def predict_from_features(head: torch.nn.Module, features: torch.Tensor, device: torch.device,
+                          batch_size: int = 4096) -> np.ndarray:
+    """Arg-max of the head's logits averaged over the crops of each image."""
+    head.eval()
+    preds = []
+    for chunk in features.split(batch_size):
+        n, crops = chunk.shape[:2]
+        logits = head(chunk.flatten(0, 1).to(device)).float().view(n, crops, -1).mean(dim=1)
+        preds.append(logits.argmax(dim=1).cpu())
+    return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

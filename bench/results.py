@@ -1,6 +1,7 @@
 """Run folder: one JSON per job written atomically, and a results.csv table of all jobs."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -9,19 +10,27 @@ from pathlib import Path
 import pandas as pd
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see the old file or the new one."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb"):
+    """Write to a temporary file in the same folder, fsync, then rename: readers see the old file or the new one,
+    never a half-written one, whenever the writer is killed."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
 
 
 def table_row(result: dict) -> dict:
@@ -63,6 +72,12 @@ class RunStore:
 
     def job_path(self, job_id: str) -> Path:
         return self.jobs_dir / f"{job_id}.json"
+
+    def log_path(self, job_id: str) -> Path:
+        return self.run_dir / "logs" / f"{job_id}.log"
+
+    def checkpoint_path(self, job_id: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{job_id}.pt"
 
     def load(self, job_id: str) -> dict | None:
         path = self.job_path(job_id)

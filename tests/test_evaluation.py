@@ -1,5 +1,3 @@
-import contextlib
-
 import numpy as np
 
 from bench.evaluation import classification_metrics
@@ -30,12 +28,12 @@ def test_empty_group_and_absent_class_are_none():
 def test_five_crops_are_scored_by_their_mean_logits():
     import torch
 
-    from bench.evaluation import predict
+    from bench.evaluation import predict_from_features
 
     # crop 0 votes strongly for class 0, crops 1-4 weakly for class 1: the mean picks 0, a majority vote would not
     crop_logits = torch.tensor([[10.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
-    images = torch.arange(5.0).view(1, 5, 1, 1, 1)  # B×5×C×H×W, pixel value = crop index
-    model = torch.nn.Module()
-    model.forward = lambda x: crop_logits[x.view(-1).long()]
-    preds, labels = predict(model, [(images, torch.tensor([0]))], torch.device("cpu"), contextlib.nullcontext)
-    assert preds.tolist() == [0] and labels.tolist() == [0]
+    features = torch.arange(5.0).view(1, 5, 1)  # N×crops×D, feature = crop index
+    head = torch.nn.Module()
+    head.forward = lambda f: crop_logits[f.view(-1).long()]
+    assert predict_from_features(head, features, torch.device("cpu")).tolist() == [0]
+    assert predict_from_features(head, features[:, 1:], torch.device("cpu")).tolist() == [1]

@@ -1,6 +1,7 @@
 """CLIP backbones through open_clip: names, tags or local checkpoints; the D-dim CLS feature; text embeddings."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -125,8 +126,31 @@ class Backbone:
                            dim=-1)
 
 
+def weights_identity(pretrained: str | None, seed: int) -> str:
+    """What names a backbone's weights in cache keys: the tag, the file with its size and time, or the seed
+    that drew random weights."""
+    tag = (pretrained or "").strip()
+    if tag.lower() in RANDOM_WEIGHTS:
+        return f"random:seed{seed}"
+    path = Path(tag).expanduser()
+    if path.is_file():
+        stat = path.stat()
+        return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"tag:{tag}"
+
+
 def load_backbone(model_name: str, pretrained: str | None, classnames: list[str],
-                  device: torch.device | str = "cpu") -> Backbone:
+                  device: torch.device | str = "cpu", cache=None, seed: int = 0) -> Backbone:
+    """The image tower and the class prompts' text embeddings (from `cache`, a DiskCache, when given)."""
     clip_model = create_clip(model_name, pretrained)
-    text = class_text_embeddings(clip_model, model_name, classnames, device).cpu()
+
+    def compute() -> torch.Tensor:
+        return class_text_embeddings(clip_model, model_name, classnames, device).cpu()
+
+    if cache is None:
+        text = compute()
+    else:
+        key = {"kind": "text", "model": model_name, "weights": weights_identity(pretrained, seed),
+               "classnames": hashlib.sha256("\n".join(classnames).encode()).hexdigest(), "template": PROMPT}
+        text = cache.get_or_compute(key, compute)
     return Backbone(model_name, clip_model.visual.cpu(), text, float(clip_model.logit_scale.exp().item()))

@@ -8,19 +8,23 @@ import math
 import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
 
 import bench
+from bench.cache import DiskCache
 from bench.data import build_dataset
 from bench.data.loading import make_loader
 from bench.data.transforms import set_epoch, test_transform, train_transform
-from bench.evaluation import classification_metrics, predict
-from bench.models.backbone import input_mean_std, input_size, load_backbone
+from bench.evaluation import classification_metrics, extract_features, predict_from_features
+from bench.results import RunStore
+from bench.models.backbone import input_mean_std, input_size, load_backbone, weights_identity
 from regimes import get_regime
 
+from .checkpoint import EpochCheckpoint
 from .job import Job
 from .losses import make_loss
 
@@ -65,7 +69,22 @@ def _autocast_factory(device: torch.device, precision: str):
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def fit(model, data, recipe, job: Job, device, precision, workers) -> list[dict]:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Every epoch reseeds order and augmentation, so a run resumed from a checkpoint matches an unbroken one."""
+    return seed * 100_003 + epoch
+
+
+def _progress(job: Job, epoch: int, epochs: int, steps: int):
+    if not job.runtime.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, desc=f"{job.label} {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
+                position=job.runtime.progress_position)
+
+
+def fit(model, data, recipe, job: Job, device, precision, workers, checkpoint: EpochCheckpoint | None = None
+        ) -> list[dict]:
     """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches."""
     params = [p for _, p in model.trainable_parameters()]
     optimiser = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -78,12 +97,15 @@ def fit(model, data, recipe, job: Job, device, precision, workers) -> list[dict]
     micro = job.runtime.micro_batch_size or recipe.batch_size
     autocast = _autocast_factory(device, precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    history = []
-    for epoch in range(recipe.epochs):
+    first_epoch, history = checkpoint.restore(model, optimiser, schedule, scaler) if checkpoint else (0, [])
+    for epoch in range(first_epoch, recipe.epochs):
+        seed_everything(epoch_seed(job.seed, epoch))
+        loader.generator.manual_seed(epoch_seed(job.seed, epoch))
         set_epoch(transform, epoch)
         model.train()
         lr = optimiser.param_groups[0]["lr"]
         start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = _progress(job, epoch, recipe.epochs, len(loader))
         for step, (images, labels) in enumerate(loader):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             optimiser.zero_grad(set_to_none=True)
@@ -107,6 +129,11 @@ def fit(model, data, recipe, job: Job, device, precision, workers) -> list[dict]
                 optimiser.step()
             seen += len(labels)
             loss_sum += value * len(labels)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{value:.3f}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        if bar is not None:
+            bar.close()
         seconds = time.perf_counter() - start
         schedule.step()
         record = {"epoch": epoch + 1, "lr": lr, "loss": loss_sum / seen, "train_batch_acc": 100.0 * correct / seen,
@@ -114,38 +141,68 @@ def fit(model, data, recipe, job: Job, device, precision, workers) -> list[dict]
         history.append(record)
         log.info("%s epoch %d/%d loss %.4f acc %.1f lr %.3g %.0f img/s", job.label, epoch + 1, recipe.epochs,
                  record["loss"], record["train_batch_acc"], lr, record["images_per_s"])
+        if checkpoint and epoch + 1 < recipe.epochs:
+            checkpoint.save(epoch + 1, model, optimiser, schedule, scaler, history)
     return history
 
 
-def evaluate(model, source, counts, *, tte: bool, job: Job, device, precision, workers) -> dict:
+def _frozen_tower(model) -> bool:
+    return not any(p.requires_grad for p in model.visual.parameters())
+
+
+def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
+             cache: DiskCache | None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Metrics of one split, and its features (N×crops×D) and labels.
+
+    The features of a frozen tower are the same for every regime and seed on that backbone (zero-shot, linear
+    probe): they are computed once per run and shared through the cache.
+    """
+    source = data.test if split == "test" else data.train
     mean, std = input_mean_std(model.visual)
     transform = test_transform(input_size(model.visual), mean, std, tte=tte)
     batch = max(1, job.runtime.eval_batch_size // (5 if tte else 1))
     loader = make_loader(source, transform, batch, shuffle=False, seed=job.seed, workers=workers,
                          pin_memory=device.type == "cuda")
     start = time.perf_counter()
-    preds, labels = predict(model, loader, device, _autocast_factory(device, precision))
-    metrics = classification_metrics(preds, labels, counts)
+
+    def compute() -> dict:
+        features, labels = extract_features(model, loader, device, _autocast_factory(device, precision))
+        return {"features": features, "labels": labels}
+
+    if cache is not None and _frozen_tower(model):
+        key = {"kind": "features", "model": job.model, "weights": weights_identity(job.pretrained, job.seed),
+               "split": split, "fingerprint": data.fingerprint, "size": input_size(model.visual), "tte": tte,
+               "precision": precision}
+        extracted = cache.get_or_compute(key, compute)
+    else:
+        extracted = compute()
+    preds = predict_from_features(model.head, extracted["features"], device)
+    metrics = classification_metrics(preds, extracted["labels"].numpy(), data.train_class_counts)
     metrics["seconds"] = time.perf_counter() - start
     metrics["tte"] = tte
-    return metrics
+    return metrics, extracted["features"], extracted["labels"]
 
 
 def train(job: Job) -> dict:
-    """Build the job's data, backbone and regime, train, evaluate; return the JSON-ready result."""
+    """Build the job's data, backbone and regime, train (resuming from a checkpoint), evaluate; return the
+    JSON-ready result."""
     start = time.perf_counter()
     runtime = job.runtime
     device = resolve_device(runtime.device)
     precision = resolve_precision(runtime.precision, device)
-    workers = runtime.workers if runtime.workers is not None else (0 if device.type == "cpu"
-                                                                     else min(8, os.cpu_count() or 1))
+    workers = runtime.loader_workers if runtime.loader_workers is not None else (
+        0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.index is not None:
+        torch.cuda.set_device(device)
+    run_dir = Path(runtime.run_dir) if runtime.run_dir else None
+    cache = DiskCache(run_dir / "cache") if run_dir else None
     data = build_dataset(job.dataset_config, runtime.data_root, runtime.download)
     regime = get_regime(job.regime)
     recipe = job.recipe
     seed_everything(job.seed)
-    backbone = load_backbone(job.model, job.pretrained, data.classnames, device)
+    backbone = load_backbone(job.model, job.pretrained, data.classnames, device, cache=cache, seed=job.seed)
     model = regime.build(backbone, data, recipe).to(device)
     trainable = model.trainable_parameters()
     n_trainable = sum(p.numel() for _, p in trainable)
@@ -155,21 +212,22 @@ def train(job: Job) -> dict:
              100.0 * n_trainable / n_backbone, recipe.epochs, device, precision)
 
     train_start = time.perf_counter()
-    history = fit(model, data, recipe, job, device, precision, workers) if recipe.epochs and trainable else []
+    checkpoint = EpochCheckpoint(RunStore(run_dir).checkpoint_path(job.job_id), job.job_id) if run_dir else None
+    history = fit(model, data, recipe, job, device, precision, workers, checkpoint) \
+        if recipe.epochs and trainable else []
     train_s = time.perf_counter() - train_start
 
-    counts = data.train_class_counts
-    common = dict(job=job, device=device, precision=precision, workers=workers)
-    metrics = {"test": evaluate(model, data.test, counts, tte=recipe.tte, **common)}
+    common = dict(job=job, device=device, precision=precision, workers=workers, cache=cache)
+    metrics = {"test": evaluate(model, data, "test", tte=recipe.tte, **common)[0]}
     if runtime.train_eval:
-        metrics["train"] = evaluate(model, data.train, counts, tte=False, **common)
+        metrics["train"] = evaluate(model, data, "train", tte=False, **common)[0]
     return {
         "status": "ok",
         "job_id": job.job_id,
         "label": job.label,
         "config": job.config(),
         "runtime": {**dataclasses.asdict(runtime), "device": str(device), "precision": precision,
-                    "workers": workers},
+                    "loader_workers": workers},
         "dataset": data.summary(),
         "split_fingerprint": data.fingerprint,
         "metrics": metrics,

@@ -18,10 +18,13 @@ class Runtime:
     download: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    workers: Optional[int] = None  # DataLoader workers; None: 0 on CPU, min(8, cores) on GPU
+    loader_workers: Optional[int] = None  # DataLoader processes per job; None: 0 on CPU, min(8, cores) on GPU
     micro_batch_size: Optional[int] = None  # gradient accumulation: batch split into micro-batches of this size
     eval_batch_size: int = 256
     train_eval: bool = True  # also measure training-set accuracy
+    run_dir: Optional[str] = None  # where epoch checkpoints, shared caches and logs go (None: nowhere)
+    progress: bool = False  # a progress bar over the job's steps (on a terminal)
+    progress_position: int = 0  # its line, when several jobs run at once
 
 
 @dataclass(frozen=True)

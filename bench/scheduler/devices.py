@@ -1,0 +1,46 @@
+"""Device slots: one entry per job that may run at once (a GPU appears `jobs_per_gpu` times)."""
+from __future__ import annotations
+
+import torch
+
+
+def visible_gpus() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    """'0,1,3' -> [0, 1, 3]; None or 'all' -> None (every visible GPU); '' or 'none' -> [] (CPU)."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    if text.strip().lower() in ("", "none", "cpu"):
+        return []
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--gpus {text!r}: expected GPU indices like 0,1,2,3 (or 'all', or 'none')") from None
+    if len(set(gpus)) != len(gpus) or any(g < 0 for g in gpus):
+        raise ValueError(f"--gpus {text!r}: indices must be distinct and >= 0")
+    return gpus
+
+
+def device_slots(device: str, gpus: list[int] | None, jobs_per_gpu: int, cpu_workers: int,
+                 available: list[int] | None = None) -> list[str]:
+    """`cuda:N` once per job that may share GPU N, or `cpu` once per parallel CPU job.
+
+    `available` (the visible GPUs) is a parameter so that tests can pretend to have GPUs.
+    """
+    if jobs_per_gpu < 1 or cpu_workers < 1:
+        raise ValueError("--jobs-per-gpu and --workers must be >= 1")
+    available = visible_gpus() if available is None else available
+    use_gpu = device in ("auto", "cuda") and bool(available) and gpus != []
+    if device.startswith("cuda:"):
+        gpus, use_gpu = [int(device.split(":", 1)[1])], True
+    if not use_gpu:
+        if device == "cuda":
+            raise ValueError("device 'cuda' requested but no GPU is visible; use --device cpu")
+        return ["cpu"] * cpu_workers
+    chosen = available if gpus is None else gpus
+    missing = sorted(set(chosen) - set(available))
+    if missing:
+        raise ValueError(f"--gpus asks for GPU {missing[0]} but the visible GPUs are {available or 'none'}")
+    return [f"cuda:{g}" for g in chosen for _ in range(jobs_per_gpu)]

@@ -1,0 +1,88 @@
+"""One job, whatever the backend: its own log file, one out-of-memory retry, failures recorded, result saved."""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import traceback
+from pathlib import Path
+
+import torch
+
+from bench.results import RunStore
+from bench.training import Job
+
+log = logging.getLogger(__name__)
+LOGGERS = ("ltbench", "bench", "regimes")
+
+
+def _halved(job: Job) -> Job:
+    runtime = job.runtime
+    micro = (runtime.micro_batch_size or job.recipe.batch_size) // 2
+    return dataclasses.replace(job, runtime=dataclasses.replace(
+        runtime, micro_batch_size=micro, eval_batch_size=max(1, runtime.eval_batch_size // 2)))
+
+
+def train_with_oom_retry(job: Job) -> dict:
+    """Out of GPU memory: retry once with half the micro-batch (gradient accumulation keeps the batch)."""
+    from bench.training.engine import train  # heavy imports only where a job runs
+
+    try:
+        return train(job)
+    except torch.cuda.OutOfMemoryError as exc:
+        retry = _halved(job)
+        if retry.runtime.micro_batch_size < 1:
+            raise
+        log.warning("%s: out of memory (%s); retrying with micro-batch %d", job.label, str(exc).splitlines()[0],
+                    retry.runtime.micro_batch_size)
+        del exc
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        result = train(retry)
+        result["oom_retry"] = {"micro_batch_size": retry.runtime.micro_batch_size,
+                               "eval_batch_size": retry.runtime.eval_batch_size}
+        return result
+
+
+def _failure(job: Job, exc: BaseException, log_path: Path) -> dict:
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        error = (f"out of GPU memory even with micro-batch {_halved(job).runtime.micro_batch_size}; "
+                 f"use a smaller --micro-batch-size and --eval-batch-size ({type(exc).__name__})")
+    return {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(), "error": error,
+            "traceback": traceback.format_exc(), "log": str(log_path)}
+
+
+def execute(job: Job, run_dir: str | Path) -> dict:
+    """Train and evaluate `job`; save its result (or its failure) atomically under `run_dir` and return it."""
+    store = RunStore(run_dir)
+    log_path = store.log_path(job.job_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:  # the file always gets INFO, whatever the console shows
+            lg.setLevel(logging.INFO)
+    job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, run_dir=str(store.run_dir)))
+    try:
+        result = train_with_oom_retry(job)
+        result["log"] = str(log_path)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        log.error("%s failed: %s", job.label, exc)
+        result = _failure(job, exc, log_path)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
+    store.save(result)
+    if result["status"] == "ok":
+        store.checkpoint_path(job.job_id).unlink(missing_ok=True)
+    return result

@@ -1,0 +1,81 @@
+"""The local backend: jobs one after another in this process, or in parallel over device slots with joblib.
+
+In parallel, joblib threads take a device slot from a queue and run one job each in a child process that
+sees only its GPU (CUDA_VISIBLE_DEVICES), so no device ever holds more jobs than it has slots, and a crash
+of one job cannot take the others down.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import queue
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+from joblib import Parallel, delayed
+
+from bench.results import RunStore, atomic_file
+from bench.training import Job
+
+from .execute import execute
+
+Launch = Callable[[Job, str, int], dict]  # (job, device slot, slot index) -> result
+
+
+def _stamp(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) -> dict:
+    """Run `job` in a fresh Python process pinned to `slot`; its result comes back through the store."""
+    store = RunStore(run_dir)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if slot.startswith("cuda:"):
+        env["CUDA_VISIBLE_DEVICES"] = slot.split(":", 1)[1]
+        slot = "cuda:0"
+    job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, device=slot, progress_position=index + 1))
+    before = _stamp(store.job_path(job.job_id))
+    job_file = store.run_dir / "pending" / f"{job.job_id}.pkl"
+    with atomic_file(job_file) as fh:
+        pickle.dump(job, fh)
+    try:
+        code = subprocess.call([sys.executable, "-m", "bench.scheduler.worker", str(store.run_dir), str(job_file)],
+                               env=env)
+    finally:
+        job_file.unlink(missing_ok=True)
+    result = store.load(job.job_id) if _stamp(store.job_path(job.job_id)) != before else None
+    if result is None:  # killed before it could record anything (segfault, OOM killer)
+        result = {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(),
+                  "error": f"job process exited with code {code} before recording a result",
+                  "log": str(store.log_path(job.job_id))}
+        store.save(result)
+    return result
+
+
+def run_local(jobs: list[Job], run_dir: str | Path, slots: list[str], launch: Launch | None = None) -> Iterator[dict]:
+    """Yield each job's result as it finishes. One slot: in this process, in order. More: in parallel."""
+    run_dir = str(run_dir)
+    if len(slots) == 1 and launch is None:
+        for job in jobs:
+            yield execute(dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, device=slots[0])),
+                          run_dir)
+        return
+    if launch is None:
+        threads = max(1, (os.cpu_count() or 1) // len(slots))
+        launch = lambda job, slot, index: run_in_child(job, slot, index, run_dir, threads)  # noqa: E731
+    free: queue.Queue[tuple[int, str]] = queue.Queue()
+    for index, slot in enumerate(slots):
+        free.put((index, slot))
+
+    def on_a_free_slot(job: Job) -> dict:
+        index, slot = free.get()
+        try:
+            return launch(job, slot, index)
+        finally:
+            free.put((index, slot))
+
+    parallel = Parallel(n_jobs=len(slots), backend="threading", return_as="generator_unordered")
+    yield from parallel(delayed(on_a_free_slot)(job) for job in jobs)
