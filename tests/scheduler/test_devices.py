@@ -1,0 +1,47 @@
+import threading
+import time
+
+import pytest
+
+from bench.scheduler import device_slots, run_local
+from bench.scheduler.devices import parse_gpus
+from tests.conftest import make_job
+
+
+def test_slots_from_gpus_and_jobs_per_gpu():
+    assert device_slots("auto", None, 1, 1, available=[0, 1]) == ["cuda:0", "cuda:1"]
+    assert device_slots("auto", [1], 2, 1, available=[0, 1]) == ["cuda:1", "cuda:1"]
+    assert device_slots("auto", None, 1, 3, available=[]) == ["cpu"] * 3  # no GPU: CPU with --workers
+    assert device_slots("cpu", None, 1, 2, available=[0, 1]) == ["cpu", "cpu"]
+    assert device_slots("auto", [], 1, 1, available=[0]) == ["cpu"]  # --gpus none
+    assert device_slots("cuda:1", None, 2, 1, available=[0, 1]) == ["cuda:1", "cuda:1"]
+    with pytest.raises(ValueError, match="visible GPUs are \\[0, 1\\]"):
+        device_slots("auto", [0, 4], 1, 1, available=[0, 1])
+    with pytest.raises(ValueError, match="no GPU is visible; use --device cpu"):
+        device_slots("cuda", None, 1, 1, available=[])
+    assert parse_gpus("0, 2,3") == [0, 2, 3] and parse_gpus(None) is None and parse_gpus("none") == []
+    with pytest.raises(ValueError, match="expected GPU indices"):
+        parse_gpus("gpu0")
+
+
+@pytest.mark.parametrize("jobs_per_gpu", [1, 2])
+def test_no_device_ever_holds_more_jobs_than_its_slots(jobs_per_gpu):
+    slots = device_slots("auto", None, jobs_per_gpu, 1, available=[0, 1, 2])  # three fake GPUs
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def fake_launch(job, slot, index):
+        with lock:
+            running[slot] = running.get(slot, 0) + 1
+            peak[slot] = max(peak.get(slot, 0), running[slot])
+        time.sleep(0.02 + 0.01 * (job.seed % 3))
+        with lock:
+            running[slot] -= 1
+        return {"job_id": job.job_id, "slot": slot}
+
+    jobs = [make_job("linear_probe", seed=s) for s in range(24)]
+    results = list(run_local(jobs, "unused", slots, launch=fake_launch))
+    assert sorted(r["job_id"] for r in results) == sorted(j.job_id for j in jobs)  # every job ran once
+    assert set(peak) == {"cuda:0", "cuda:1", "cuda:2"}  # all devices used
+    assert max(peak.values()) == jobs_per_gpu
