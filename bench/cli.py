@@ -16,7 +16,8 @@ from bench.models import WeightsUnavailableError, create_clip, load_backbone
 from bench.models.backbone import RANDOM_WEIGHTS
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.registry import UnknownNameError
-from bench.results import RunStore, table_row
+from bench.grids import grid_record, load_grid, recipe_for
+from bench.results import RunStore, table_row, write_atomic
 from bench.scheduler import device_slots, run_local
 from bench.scheduler.devices import parse_gpus
 from bench.scheduler.execute import LOGGERS
@@ -36,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
                    help=f"data sets: {', '.join(DATASETS.names())}")
-    p.add_argument("--regimes", nargs="+", default=["all"], metavar="NAME",
-                   help=f"regimes, or 'all': {', '.join(REGIMES.names())}")
+    p.add_argument("--regimes", nargs="+", metavar="NAME",
+                   help=f"regimes, or 'all' (the default without --grid): {', '.join(REGIMES.names())}")
+    p.add_argument("--grid", nargs="+", default=[], metavar="FILE",
+                   help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
     p.add_argument("--model", default="ViT-B-16", help="open_clip model name (ltbench-tiny: tiny test model)")
     p.add_argument("--pretrained", default="openai",
                    help="open_clip pretrained tag, a local checkpoint file, or 'none' for random weights")
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split each batch into micro-batches (exact gradient accumulation)")
     p.add_argument("--eval-batch-size", type=int, default=256, help="images per evaluation batch")
     p.add_argument("--no-train-eval", action="store_true", help="skip the training-set accuracy pass")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html / report.pdf at the end")
     p.add_argument("--force", action="store_true", help="rerun jobs that already have a result")
     p.add_argument("--list", action="store_true", help="list data sets and regimes with their settings, then exit")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
@@ -92,9 +96,19 @@ def _recipe_fields(regime_name: str) -> set[str]:
     return {f.name for f in dataclasses.fields(REGIMES.get(regime_name).recipe)}
 
 
-def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> list[Job]:
-    """Data sets × regimes × seeds with the recipes and data options resolved (overrides applied)."""
-    regimes = REGIMES.names() if "all" in args.regimes else list(dict.fromkeys(args.regimes))
+def _resolve(recipe, regime, args, data_config):
+    if args.epochs is not None and regime.trains:
+        recipe = dataclasses.replace(recipe, epochs=args.epochs)
+    if recipe.epochs is None:
+        recipe = dataclasses.replace(recipe, epochs=data_config.epochs)
+    return recipe
+
+
+def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> tuple[list[Job], dict[str, str]]:
+    """Data sets × regimes × seeds, plus every grid's points, with recipes and data options resolved (overrides
+    applied); and the grid records (name -> JSON) for the run folder. Equal jobs are kept once."""
+    requested = args.regimes or ([] if args.grid else ["all"])
+    regimes = REGIMES.names() if "all" in requested else list(dict.fromkeys(requested))
     for name in regimes:
         REGIMES.get(name)  # unknown name -> UnknownNameError
     overrides = parse_assignments(args.overrides)
@@ -106,24 +120,32 @@ def expand_jobs(args: argparse.Namespace, runtime: Runtime) -> list[Job]:
     for field in shared:
         if not any(field in _recipe_fields(name) for name in regimes):
             raise OverrideError(f"--set {ALL_REGIMES}.{field}: no selected regime has a setting {field!r}")
-    jobs = []
+    grids = [load_grid(path) for path in args.grid]
+    jobs: dict[str, Job] = {}
+    members: dict[str, list] = {grid.name: [] for grid in grids}
     for dataset in dict.fromkeys(args.datasets):
         data_config = dataset_config(dataset, overrides.get(dataset))
         if args.imbalance_ratio is not None and hasattr(data_config, "imbalance_ratio"):
             data_config = dataclasses.replace(data_config, imbalance_ratio=args.imbalance_ratio)
         for regime_name in regimes:
             regime = REGIMES.get(regime_name)
-            recipe = regime.recipe
-            if args.epochs is not None and regime.trains:
-                recipe = dataclasses.replace(recipe, epochs=args.epochs)
             own_shared = {k: v for k, v in shared.items() if k in _recipe_fields(regime_name)}
-            recipe = apply_overrides(recipe, {**own_shared, **overrides.get(regime_name, {})}, regime_name)
-            if recipe.epochs is None:
-                recipe = dataclasses.replace(recipe, epochs=data_config.epochs)
+            recipe = apply_overrides(regime.recipe, {**own_shared, **overrides.get(regime_name, {})}, regime_name)
+            recipe = _resolve(recipe, regime, args, data_config)
             for seed in args.seeds:
-                jobs.append(Job(dataset, data_config, regime_name, recipe, args.model, args.pretrained, seed,
-                                runtime))
-    return jobs
+                job = Job(dataset, data_config, regime_name, recipe, args.model, args.pretrained, seed, runtime)
+                jobs.setdefault(job.job_id, job)
+        for grid in grids:
+            for point in grid.points():
+                regime = REGIMES.get(point["regime"])
+                recipe = _resolve(recipe_for(grid, point), regime, args, data_config)
+                for seed in args.seeds:
+                    job = Job(dataset, data_config, point["regime"], recipe, args.model, args.pretrained, seed,
+                              runtime)
+                    jobs.setdefault(job.job_id, job)
+                    members[grid.name].append((point, dataset, job.job_id, seed))
+    records = {grid.name: grid_record(grid, members[grid.name]) for grid in grids}
+    return list(jobs.values()), records
 
 
 def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
@@ -190,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv is None:
         argv = sys.argv[1:]
+    if argv[:1] == ["report"]:
+        from reports.build import main as report_main
+
+        return report_main(argv[1:])
     if "--list" in argv:
         print(describe_registry())
         return 0
@@ -206,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                       train_eval=not args.no_train_eval, run_dir=str(Path(args.out).resolve()),
                       progress=sys.stderr.isatty())
     try:
-        jobs = expand_jobs(args, runtime)
+        jobs, grid_records = expand_jobs(args, runtime)
         if args.backend == "ray":
             slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
         else:
@@ -221,11 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ltbench: error: {exc}", file=sys.stderr)
         return 2
     store = RunStore(args.out)
+    for name, record in grid_records.items():
+        write_atomic(store.run_dir / "grids" / f"{name}.json", record)
     results = run_jobs(jobs, store, args, slots)
     check_fingerprints(results)
     table = store.write_table()
     print(format_summary([table_row(r) for r in results]))
     print(f"\nresults: {table} (one JSON per job in {store.jobs_dir})")
+    if not args.no_report:
+        from reports.build import build_report
+
+        try:
+            html_path, pdf_path = build_report(store.run_dir)
+            print(f"report: {html_path} and {pdf_path}")
+        except Exception as exc:  # a report problem never loses the results written above
+            log.error("report failed: %s (rerun: python run_bench.py report %s)", exc, store.run_dir)
     failed = [r for r in results if r.get("status") != "ok"]
     if failed:
         print(f"{len(failed)} of {len(results)} jobs failed: " + ", ".join(r["label"] for r in failed),

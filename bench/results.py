@@ -22,6 +22,9 @@ def atomic_file(path: Path, mode: str = "wb"):
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -75,6 +78,9 @@ class RunStore:
 
     def log_path(self, job_id: str) -> Path:
         return self.run_dir / "logs" / f"{job_id}.log"
+
+    def stats_path(self, job_id: str) -> Path:
+        return self.run_dir / "stats" / f"{job_id}.npz"
 
     def checkpoint_path(self, job_id: str) -> Path:
         return self.run_dir / "checkpoints" / f"{job_id}.pt"

@@ -119,7 +119,7 @@ def test_regime_options_and_shared_settings_from_the_command_line(tmp_path):
     def jobs(*sets):
         args = build_parser().parse_args(["--datasets", "synthetic_lt", "--regimes", "lora", "lift_plus", "full",
                                           "--set", *sets])
-        return {job.regime: job for job in expand_jobs(args, Runtime())}
+        return {job.regime: job for job in expand_jobs(args, Runtime())[0]}
 
     by_name = jobs("lora.rank=8", "all.tte=true", "lift_plus.tte=false", "all.bottleneck=2")
     assert by_name["lora"].recipe.rank == 8 and by_name["lora"].recipe.tte is True

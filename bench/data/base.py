@@ -148,4 +148,6 @@ class LongTailData:
             "min_count": int(counts.min()),
             "groups": {k: len(v) for k, v in self.groups.as_dict().items()},
             "fingerprint": self.fingerprint,
+            "train_class_counts": counts.tolist(),
+            "classnames": list(self.classnames),
         }

@@ -20,7 +20,9 @@ from bench.data import build_dataset
 from bench.data.loading import make_loader
 from bench.data.transforms import set_epoch, test_transform, train_transform
 from bench.evaluation import classification_metrics, extract_features, predict_from_features
-from bench.results import RunStore
+from bench.models import LongTailModel, create_clip
+from bench.results import RunStore, atomic_file
+from bench.statistics import class_statistics, group_summary
 from bench.models.backbone import input_mean_std, input_size, load_backbone, weights_identity
 from regimes import get_regime
 
@@ -151,7 +153,7 @@ def _frozen_tower(model) -> bool:
 
 
 def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
-             cache: DiskCache | None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+             cache: DiskCache | None, features_only: bool = False) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Metrics of one split, and its features (N×crops×D) and labels.
 
     The features of a frozen tower are the same for every regime and seed on that backbone (zero-shot, linear
@@ -176,11 +178,42 @@ def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision,
         extracted = cache.get_or_compute(key, compute)
     else:
         extracted = compute()
+    if features_only:
+        return {}, extracted["features"], extracted["labels"]
     preds = predict_from_features(model.head, extracted["features"], device)
     metrics = classification_metrics(preds, extracted["labels"].numpy(), data.train_class_counts)
     metrics["seconds"] = time.perf_counter() - start
     metrics["tte"] = tte
     return metrics, extracted["features"], extracted["labels"]
+
+
+def _plain_loader(model, source, job: Job, workers: int, device):
+    mean, std = input_mean_std(model.visual)
+    return make_loader(source, test_transform(input_size(model.visual), mean, std, tte=False),
+                       job.runtime.eval_batch_size, shuffle=False, seed=job.seed, workers=workers,
+                       pin_memory=device.type == "cuda")
+
+
+def _frozen_features(job: Job, data, device, precision, workers, cache) -> dict[str, torch.Tensor]:
+    """Single-crop features of both splits through the untouched pretrained tower: from the run's cache (shared
+    with zero-shot and linear-probe jobs) or computed once."""
+    seed_everything(job.seed)  # random weights: the same draw as the job's backbone
+    tower = create_clip(job.model, job.pretrained).visual.requires_grad_(False)
+    frozen = LongTailModel(tower, torch.nn.Identity()).to(device)
+    out = {}
+    for split in ("train", "test"):
+        out[split] = evaluate(frozen, data, split, tte=False, job=job, device=device, precision=precision,
+                              workers=workers, cache=cache, features_only=True)[1]
+    return out
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by this process, or on CPU its peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train(job: Job) -> dict:
@@ -194,8 +227,10 @@ def train(job: Job) -> dict:
         0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.index is not None:
-        torch.cuda.set_device(device)
+    else:
+        if device.index is not None:
+            torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
     run_dir = Path(runtime.run_dir) if runtime.run_dir else None
     cache = DiskCache(run_dir / "cache") if run_dir else None
     data = build_dataset(job.dataset_config, runtime.data_root, runtime.download)
@@ -218,9 +253,27 @@ def train(job: Job) -> dict:
     train_s = time.perf_counter() - train_start
 
     common = dict(job=job, device=device, precision=precision, workers=workers, cache=cache)
-    metrics = {"test": evaluate(model, data, "test", tte=recipe.tte, **common)[0]}
+    metrics, features, labels = {}, {}, {}
+    metrics["test"], features["test"], labels["test"] = evaluate(model, data, "test", tte=recipe.tte, **common)
+    statistics = None
     if runtime.train_eval:
-        metrics["train"] = evaluate(model, data, "train", tte=False, **common)[0]
+        metrics["train"], features["train"], labels["train"] = evaluate(model, data, "train", tte=False, **common)
+        stats_start = time.perf_counter()
+        if recipe.tte:  # the statistics compare single-crop features, like the papers'
+            features["test"] = extract_features(model, _plain_loader(model, data.test, job, workers, device), device,
+                                                _autocast_factory(device, precision))[0]
+        frozen = None if _frozen_tower(model) else _frozen_features(job, data, device, precision, workers, cache)
+        stats = class_statistics({k: v[:, 0] for k, v in features.items()}, labels, data.num_classes,
+                                 {k: v[:, 0] for k, v in frozen.items()} if frozen else
+                                 {k: v[:, 0] for k, v in features.items()})
+        statistics = {"groups": group_summary(stats, data.groups.as_dict()),
+                      "seconds": time.perf_counter() - stats_start}
+        if run_dir:
+            path = RunStore(run_dir).stats_path(job.job_id)
+            with atomic_file(path) as fh:
+                np.savez_compressed(fh, **{k: (v.astype(np.float16) if k.endswith("means") else v)
+                                           for k, v in stats.items()})
+            statistics["file"] = str(path.relative_to(run_dir))
     return {
         "status": "ok",
         "job_id": job.job_id,
@@ -231,6 +284,7 @@ def train(job: Job) -> dict:
         "dataset": data.summary(),
         "split_fingerprint": data.fingerprint,
         "metrics": metrics,
+        "statistics": statistics,
         "params": {"trainable": n_trainable, "backbone": n_backbone,
                    "trainable_pct": 100.0 * n_trainable / n_backbone,
                    "trainable_tensors": [name for name, _ in trainable]},
@@ -240,6 +294,7 @@ def train(job: Job) -> dict:
                     "train_images_per_s": (sum(h["images_per_s"] for h in history) / len(history)
                                            if history else None),
                     "eval_s": sum(m["seconds"] for m in metrics.values()),
+                    "peak_memory_mb": _peak_memory_mb(device),
                     "total_s": time.perf_counter() - start},
         "versions": {"ltbench": bench.__version__, "torch": torch.__version__,
                      "open_clip": open_clip.__version__},

@@ -1,0 +1,201 @@
+"""`python run_bench.py report RUN_DIR`: report.html (self-contained) and report.pdf (one figure per page)."""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import logging
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+
+from bench.results import atomic_file
+
+from .figures import DATASET_FIGURES, RUN_FIGURES, _main_jobs, _stats_by_regime, grid_heatmap, grid_paired_tests
+from .load import Run, load_run
+from .verdict import verdict
+
+log = logging.getLogger(__name__)
+SUMMARY = [("top1", "overall", True), ("many", "many", True), ("medium", "medium", True), ("few", "few", True),
+           ("trainable_params", "trainable", None), ("trainable_pct", "% backbone", None), ("epochs", "epochs", None),
+           ("total_s", "time s", False)]
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee;cursor:pointer}
+td:first-child,td:nth-child(2){text-align:left}.best{font-weight:bold;background:#dfd}
+.problems{color:#a00}figure{margin:1.5em 0}figcaption{font-style:italic;color:#444}img{max-width:100%}"""
+SORT_SCRIPT = """document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',
+function(){var t=th.closest('table'),b=t.tBodies[0],i=Array.prototype.indexOf.call(th.parentNode.children,th),
+asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';var rows=Array.prototype.slice.call(b.rows);
+rows.sort(function(x,y){var a=x.cells[i].dataset.v,c=y.cells[i].dataset.v;var na=parseFloat(a),nc=parseFloat(c);
+if(!isNaN(na)&&!isNaN(nc)){return asc?na-nc:nc-na;}return asc?String(a).localeCompare(c):String(c).localeCompare(a);});
+rows.forEach(function(r){b.appendChild(r);});});});"""
+
+
+def summary_table(run: Run) -> pd.DataFrame:
+    ok = _main_jobs(run)
+    if ok.empty:
+        return pd.DataFrame()
+    cols = [c for c, _, _ in SUMMARY]
+    table = ok.groupby(["dataset", "regime"])[cols].mean().reset_index()
+    table["seeds"] = ok.groupby(["dataset", "regime"]).seed.nunique().values
+    return table
+
+
+def _cell(value, fmt="{:.2f}") -> tuple[str, str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–", ""
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}", str(value)
+    return (fmt.format(value) if isinstance(value, (float, np.floating)) else html.escape(str(value))), str(value)
+
+
+def html_table(frame: pd.DataFrame, best: dict[str, bool] | None = None, group: str | None = None) -> str:
+    """A sortable table; per `group` (data set) the best value of each column in `best` is marked."""
+    best = best or {}
+    marks = set()
+    if group and not frame.empty:
+        for column, higher in best.items():
+            for _, rows in frame.groupby(group):
+                values = rows[column].dropna()
+                if not values.empty:
+                    marks.add((values.idxmax() if higher else values.idxmin(), column))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for index, row in frame.iterrows():
+        cells = []
+        for column in frame.columns:
+            text, value = _cell(row[column])
+            cls = ' class="best"' if (index, column) in marks else ""
+            cells.append(f'<td{cls} data-v="{html.escape(value)}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def collect_figures(run: Run) -> list[tuple[str, object, str]]:
+    """(section, figure, caption) in report order."""
+    out = []
+    for make in RUN_FIGURES:
+        made = make(run) if not run.ok.empty else None
+        if made:
+            out.append(("Accuracy and cost", *made))
+    for dataset in sorted(set(run.ok.dataset)):
+        for make in DATASET_FIGURES:
+            made = make(run, dataset)
+            if made:
+                out.append((f"Class-conditional features: {dataset}", *made))
+    for grid in run.grids:
+        made = grid_heatmap(run, grid)
+        if made:
+            out.append((f"Ablation grid: {grid['name']}", *made))
+    return out
+
+
+def few_shot_gaps(run: Run, dataset: str) -> dict[str, float]:
+    ok = _main_jobs(run)
+    gaps = {}
+    for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
+        stats = run.result(rows.job_id.iloc[0]).get("statistics") or {}
+        gaps[regime] = ((stats.get("groups") or {}).get("few") or {}).get("gap_pairwise")
+    return gaps
+
+
+def build_report(run_dir: str | Path) -> tuple[Path, Path]:
+    run = load_run(run_dir)
+    run_dir = Path(run_dir)
+    figures = collect_figures(run)
+    table = summary_table(run)
+    parts = [f"<h1>ltbench report: {html.escape(run_dir.name)}</h1>",
+             f"<p>{len(run.ok)} finished jobs of {len(run.table)}; data sets: "
+             f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. Hyper-parameters are "
+             "the regimes' defaults or the grid points shown; like the references, nothing was tuned on a "
+             "validation split.</p>"]
+    if run.problems:
+        parts.append('<h2>What is missing</h2><ul class="problems">' +
+                     "".join(f"<li>{html.escape(p)}</li>" for p in run.problems) + "</ul>")
+    parts.append("<h2>Findings</h2>")
+    findings = {}
+    for dataset in sorted(set(run.ok.dataset)):
+        findings[dataset] = verdict(run.ok, dataset, few_shot_gaps(run, dataset))
+        parts.append(f"<h3>{html.escape(dataset)}</h3><ul>" +
+                     "".join(f"<li>{html.escape(line)}</li>" for line in findings[dataset]) + "</ul>")
+    if not table.empty:
+        parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds; best per data set in bold.</p>")
+        renamed = table.rename(columns={c: t for c, t, _ in SUMMARY})
+        parts.append(html_table(renamed, {t: h for _, t, h in SUMMARY if h is not None}, group="dataset"))
+    section = None
+    for name, fig, caption in figures:
+        if name != section:
+            parts.append(f"<h2>{html.escape(name)}</h2>")
+            section = name
+        parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    for grid in run.grids:
+        tests = grid_paired_tests(run, grid)
+        if tests is not None:
+            parts.append(f"<h3>{html.escape(grid['name'])}: paired t-test over seeds against the first point</h3>")
+            parts.append(html_table(tests))
+    parts.append(worst_tail_classes(run))
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ltbench report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}<script>{SORT_SCRIPT}</script></body></html>")
+    html_path, pdf_path = run_dir / "report.html", run_dir / "report.pdf"
+    with atomic_file(html_path, "w") as fh:
+        fh.write(page)
+    with atomic_file(pdf_path) as fh, PdfPages(fh) as pdf:
+        cover = plt.figure(figsize=(8.3, 11.7))
+        text = [f"ltbench report: {run_dir.name}", ""] + [p for p in run.problems[:20]] + [""]
+        for dataset, lines in findings.items():
+            text += [dataset] + [f"  {line}" for line in lines] + [""]
+        cover.text(0.05, 0.95, "\n".join(text), va="top", fontsize=8, wrap=True, family="monospace")
+        pdf.savefig(cover)
+        plt.close(cover)
+        for _, fig, caption in figures:
+            fig.text(0.01, 0.005, caption, fontsize=7, va="bottom", wrap=True)
+            pdf.savefig(fig)
+    for _, fig, _ in figures:
+        plt.close(fig)
+    return html_path, pdf_path
+
+
+def worst_tail_classes(run: Run, n: int = 10) -> str:
+    """The few-shot classes whose feature gap is largest under full fine-tuning, by name (escaped)."""
+    parts = []
+    for dataset in sorted(set(run.ok.dataset)):
+        stats = _stats_by_regime(run, dataset)
+        if "full" not in stats:
+            continue
+        job = _main_jobs(run).query("dataset == @dataset and regime == 'full'").job_id.iloc[0]
+        names = run.result(job)["dataset"].get("classnames") or []
+        s = stats["full"]
+        tail = np.flatnonzero(s["train_count"] < 20)
+        tail = tail[~np.isnan(s["gap_pairwise"][tail])]
+        order = tail[np.argsort(-s["gap_pairwise"][tail])][:n]
+        frame = pd.DataFrame({"class": [names[c] if c < len(names) else c for c in order],
+                              "train images": s["train_count"][order], "gap (pairwise)": s["gap_pairwise"][order]})
+        parts.append(f"<h3>{html.escape(dataset)}: tail classes with the largest gap under full fine-tuning</h3>"
+                     + html_table(frame))
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ltbench report", description="Write report.html and report.pdf "
+                                     "for a run folder.")
+    parser.add_argument("run_dir", help="a run folder (the --out of a benchmark)")
+    args = parser.parse_args(argv)
+    try:
+        html_path, pdf_path = build_report(args.run_dir)
+    except FileNotFoundError as exc:
+        print(f"ltbench report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {html_path} and {pdf_path}")
+    return 0

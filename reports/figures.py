@@ -1,0 +1,282 @@
+"""The report's figures: each function takes the loaded run and returns (matplotlib figure, caption) or None."""
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy.stats import ttest_rel  # noqa: E402
+
+from bench.statistics import HIST_EDGES  # noqa: E402
+
+from .load import Run  # noqa: E402
+
+GROUPS = ["many", "medium", "few"]
+
+
+def _datasets(run: Run) -> list[str]:
+    return sorted(set(run.ok.dataset))
+
+
+def _main_jobs(run: Run) -> pd.DataFrame:
+    """Jobs outside grids, and grid jobs that are their regime's default recipe (grid variants have their own
+    figures)."""
+    import dataclasses
+
+    from regimes import REGIMES
+
+    grid_only = {j["job_id"] for g in run.grids for j in g["jobs"]}
+
+    def is_main(result: dict) -> bool:
+        if result.get("job_id") not in grid_only:
+            return True
+        regime = result["config"]["regime"]
+        if regime not in REGIMES.names():
+            return False
+        default = dataclasses.asdict(REGIMES.get(regime).recipe)
+        recipe = result["config"]["recipe"]
+        return all(recipe.get(k) == v for k, v in default.items() if k != "epochs")
+
+    main = {r["job_id"] for r in run.results if is_main(r)}
+    return run.ok[run.ok.job_id.isin(main)]
+
+
+def _rows(n: int, height: float = 3.2, width: float = 11.0):
+    fig, axes = plt.subplots(n, 1, figsize=(width, height * n), squeeze=False)
+    return fig, axes[:, 0]
+
+
+def group_accuracy(run: Run):
+    ok = _main_jobs(run)
+    if ok.empty:
+        return None
+    fig, axes = _rows(len(_datasets(run)))
+    for ax, dataset in zip(axes, _datasets(run)):
+        long = ok[ok.dataset == dataset].melt(id_vars=["regime", "seed"], value_vars=GROUPS, var_name="group",
+                                                value_name="accuracy").dropna()
+        sns.barplot(long, x="regime", y="accuracy", hue="group", errorbar="sd", ax=ax)
+        ax.set_title(dataset)
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig, "Many / medium / few-shot accuracy per regime (bars: mean over seeds; error bars: std over seeds)."
+
+
+def per_class_vs_frequency(run: Run):
+    ok = _main_jobs(run)
+    fig, axes = _rows(len(_datasets(run)))
+    for ax, dataset in zip(axes, _datasets(run)):
+        counts = None
+        for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
+            accs = [run.result(j)["metrics"]["test"]["per_class_acc"] for j in rows.job_id]
+            acc = np.nanmean(np.array(accs, dtype=float), axis=0)
+            counts = np.array(run.result(rows.job_id.iloc[0])["dataset"]["train_class_counts"])
+            order = np.argsort(-counts, kind="stable")
+            window = max(1, len(acc) // 10)
+            smooth = pd.Series(acc[order]).rolling(window, min_periods=1, center=True).mean()
+            ax.plot(np.arange(len(acc)), smooth, label=regime)
+        ax.set_title(f"{dataset}: per-class test accuracy, classes by training count (high → low), smoothed")
+        ax.set_xlabel("class rank by training images")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    return fig, "Per-class accuracy against class frequency: heavy fine-tuning loses ground at the tail (right)."
+
+
+def accuracy_vs_parameters(run: Run):
+    ok = _main_jobs(run)
+    fig, axes = _rows(len(_datasets(run)), width=8)
+    for ax, dataset in zip(axes, _datasets(run)):
+        mean = ok[ok.dataset == dataset].groupby("regime")[["top1", "few", "trainable_params", "epochs"]].mean()
+        x = mean.trainable_params.clip(lower=1)
+        ax.scatter(x, mean.top1, s=20 + 15 * mean.epochs, alpha=0.7, label="overall")
+        ax.scatter(x, mean.few, s=20 + 15 * mean.epochs, alpha=0.7, marker="^", label="few-shot")
+        for regime, row in mean.iterrows():
+            ax.annotate(regime, (max(row.trainable_params, 1), row.top1), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log; zero-shot drawn at 1)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(dataset)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, "Accuracy against trainable parameters, marker size = epochs (the papers' Figure 1)."
+
+
+def change_vs_zero_shot(run: Run):
+    ok = _main_jobs(run)
+    sets = [d for d in _datasets(run) if "zero_shot" in set(ok[ok.dataset == d].regime)]
+    if not sets:
+        return None
+    fig, axes = _rows(len(sets))
+    for ax, dataset in zip(axes, sets):
+        mean = ok[ok.dataset == dataset].groupby("regime")[GROUPS].mean()
+        delta = (mean - mean.loc["zero_shot"]).drop(index="zero_shot")
+        delta.plot.bar(ax=ax, rot=30)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylabel("points vs zero-shot")
+        ax.set_title(dataset)
+    fig.tight_layout()
+    return fig, "Change in accuracy against zero-shot CLIP per group: how much each regime gains or loses."
+
+
+def train_vs_test(run: Run):
+    ok = _main_jobs(run)
+    fig, axes = _rows(len(_datasets(run)))
+    for ax, dataset in zip(axes, _datasets(run)):
+        rows = ok[ok.dataset == dataset].groupby("regime")[GROUPS + [f"train_{g}" for g in GROUPS]].mean()
+        gap = pd.DataFrame({g: rows[f"train_{g}"] - rows[g] for g in GROUPS})
+        gap.plot.bar(ax=ax, rot=30)
+        ax.set_ylabel("train − test accuracy")
+        ax.set_title(f"{dataset}: over-fitting per group")
+    fig.tight_layout()
+    return fig, "Training-set minus test accuracy per group: heavy regimes memorise the few tail images."
+
+
+def cost(run: Run):
+    ok = _main_jobs(run)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    for ax, column, title in zip(axes, ["epochs", "total_s", "train_images_per_s", "peak_memory_mb"],
+                                 ["epochs", "wall time (s)", "training images/s", "peak memory (MB)"]):
+        data = ok.dropna(subset=[column])
+        if not data.empty:
+            sns.barplot(data, x="regime", y=column, hue="dataset", ax=ax, errorbar=None)
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return fig, "Cost per regime: epochs, wall time, throughput and peak memory (GPU allocated, or CPU RSS)."
+
+
+def _stats_by_regime(run: Run, dataset: str) -> dict[str, dict]:
+    ok = _main_jobs(run)
+    out = {}
+    for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
+        stats = run.stats(rows.job_id.iloc[0])
+        if stats is not None:
+            out[regime] = stats
+    return out
+
+
+def feature_histograms(run: Run, dataset: str):
+    stats = _stats_by_regime(run, dataset)
+    if not stats:
+        return None
+    fig, axes = plt.subplots(len(stats), 2, figsize=(10, 2.2 * len(stats)), squeeze=False)
+    centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
+    for row, (regime, s) in zip(axes, stats.items()):
+        counts = s["train_count"]
+        for ax, (name, classes) in zip(row, [("head (> 100)", counts > 100), ("tail (< 20)", counts < 20)]):
+            for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
+                hist = s[f"{split}_hist"][classes].sum(axis=0)
+                if hist.sum():
+                    ax.plot(centres, hist / hist.sum(), color=colour, label=split)
+            ax.set_title(f"{regime}: {name} classes", fontsize=8)
+            ax.tick_params(labelsize=7)
+        if row[0].get_legend_handles_labels()[0]:
+            row[0].legend(fontsize=7)
+    fig.supxlabel("1 − cos(feature, class mean of its split)")
+    fig.tight_layout()
+    return fig, (f"{dataset}: distribution of 1 − cos to the class mean, train vs test, for head and tail classes. "
+                 "Heavy fine-tuning pulls tail training features to their mean (blue left of orange).")
+
+
+def feature_gap_vs_frequency(run: Run, dataset: str):
+    stats = _stats_by_regime(run, dataset)
+    if not stats:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for regime, s in stats.items():
+        ax.scatter(np.maximum(s["train_count"], 1), s["gap_pairwise"], s=8, alpha=0.6, label=regime)
+    ax.set_xscale("log")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("training images of the class (log)")
+    ax.set_ylabel("pairwise spread: test − train")
+    ax.legend(fontsize=7, ncol=4)
+    ax.set_title(dataset)
+    fig.tight_layout()
+    return fig, (f"{dataset}: per-class train/test feature gap (unbiased pairwise spread, test minus train) "
+                 "against class frequency; 0 means train and test features are alike.")
+
+
+def class_mean_similarity(run: Run, dataset: str, max_classes: int = 200):
+    stats = _stats_by_regime(run, dataset)
+    chosen = [r for r in ("zero_shot", "linear_probe", "full", "lift_plus") if r in stats] or list(stats)[:3]
+    if not chosen:
+        return None
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.8), squeeze=False)
+    for ax, regime in zip(axes[0], chosen):
+        s = stats[regime]
+        order = np.argsort(-s["train_count"], kind="stable")
+        order = order[np.linspace(0, len(order) - 1, min(max_classes, len(order))).astype(int)]
+        means = s["test_means"][order].astype(np.float64)
+        means = means / np.linalg.norm(means, axis=1, keepdims=True)
+        sns.heatmap(means @ means.T, ax=ax, vmin=-1, vmax=1, cmap="vlag", xticklabels=False, yticklabels=False,
+                    cbar=ax is axes[0][-1])
+        ax.set_title(regime, fontsize=9)
+    fig.suptitle(f"{dataset}: cosine similarity of test class means, classes sorted by frequency")
+    fig.tight_layout()
+    return fig, f"{dataset}: similarity between test class means (head classes top-left)."
+
+
+def grid_heatmap(run: Run, grid: dict):
+    metric = grid["metric"]
+    rows = []
+    for member in grid["jobs"]:
+        match = run.ok[run.ok.job_id == member["job_id"]]
+        if not match.empty:
+            rows.append({**member["point"], "dataset": member["dataset"], "seed": member["seed"],
+                         metric: match[metric].iloc[0]})
+    if not rows:
+        return None
+    data = pd.DataFrame(rows)
+    data[metric] = pd.to_numeric(data[metric], errors="coerce")
+    axes_names = [a for a in grid["axes"] if len(grid["axes"][a]) > 1] or list(grid["axes"])[:1]
+    first, rest = axes_names[0], axes_names[1:]
+    data["columns"] = data[rest].astype(str).agg(", ".join, axis=1) if rest else metric
+    datasets = sorted(set(data.dataset))
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(10, 3.2 * len(datasets)), squeeze=False)
+    for ax, dataset in zip(axes[:, 0], datasets):
+        table = data[data.dataset == dataset].pivot_table(index=first, columns="columns", values=metric,
+                                                          aggfunc="mean")
+        if table.empty:  # e.g. few-shot accuracy on a data set without few-shot classes
+            ax.text(0.5, 0.5, f"no {metric} values on {dataset}", ha="center", transform=ax.transAxes)
+        else:
+            sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": metric})
+        ax.set_title(f"{grid['name']} on {dataset} ({metric}; columns: {', '.join(rest) or '-'})", fontsize=9)
+    fig.tight_layout()
+    return fig, f"Ablation grid {grid['name']}: {metric} accuracy, mean over seeds."
+
+
+def grid_paired_tests(run: Run, grid: dict) -> pd.DataFrame | None:
+    """Each grid point against the grid's first point, paired over seeds (t-test); None without ≥ 2 seeds."""
+    metric = grid["metric"]
+    values: dict[tuple, dict[int, float]] = {}
+    for member in grid["jobs"]:
+        match = run.ok[run.ok.job_id == member["job_id"]]
+        if not match.empty:
+            key = (member["dataset"], tuple(sorted(member["point"].items())))
+            values.setdefault(key, {})[member["seed"]] = float(match[metric].iloc[0])
+    rows = []
+    for dataset, points in itertools.groupby(sorted(values), key=lambda k: k[0]):
+        points = list(points)
+        base = values[points[0]]
+        for key in points[1:]:
+            seeds = sorted(set(base) & set(values[key]))
+            if len(seeds) < 2:
+                continue
+            a, b = [values[key][s] for s in seeds], [base[s] for s in seeds]
+            test = ttest_rel(a, b)
+            rows.append({"dataset": dataset, "point": ", ".join(f"{k}={v}" for k, v in key[1]),
+                         "baseline": ", ".join(f"{k}={v}" for k, v in points[0][1]), "seeds": len(seeds),
+                         "difference": float(np.mean(a) - np.mean(b)),
+                         "p_value": float(test.pvalue) if np.isfinite(test.pvalue) else None})
+    return pd.DataFrame(rows) if rows else None
+
+
+RUN_FIGURES = [group_accuracy, per_class_vs_frequency, accuracy_vs_parameters, change_vs_zero_shot, train_vs_test,
+               cost]
+DATASET_FIGURES = [feature_histograms, feature_gap_vs_frequency, class_mean_similarity]

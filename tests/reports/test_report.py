@@ -1,0 +1,100 @@
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from reports.build import build_report
+from tests.data.test_cifar import write_cifar100
+
+TINY = ["--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q", "--no-report"]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> Path:
+    """Two data sets × four regimes × two seeds, plus a two-point grid: real tiny jobs."""
+    root = tmp_path_factory.mktemp("report")
+    data = write_cifar100(root / "data", per_class=30, test_per_class=3)
+    grid = root / "grid.yaml"
+    grid.write_text("name: init\nmetric: few\nregime: lift_plus\naxes:\n  classifier_init: [semantic, random]\n")
+    code = main(["--datasets", "synthetic_lt", "cifar100_lt", "--imbalance-ratio", "10", "--data-root", str(data),
+                 "--regimes", "zero_shot", "linear_probe", "full", "lift_plus", "--seeds", "0", "1", "--epochs", "2",
+                 "--grid", str(grid), "--out", str(root / "run"), *TINY])
+    assert code == 0
+    return root / "run"
+
+
+def test_report_files_and_contents(run_folder):
+    html_path, pdf_path = build_report(run_folder)
+    page = html_path.read_text()
+    assert page.count("<img") >= 8 and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
+    for text in ("Summary", "Findings", "synthetic_lt", "cifar100_lt", "class=\"best\"", "Ablation grid: init",
+                 "paired t-test"):
+        assert text in page
+    assert "full fine-tuning" in page and "points" in page  # the computed verdict
+    if not (shutil.which("pdfinfo") and shutil.which("pdftoppm")):
+        pytest.skip("no poppler-utils (.ci/run installs them from Debian)")
+    pages = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True).stdout
+    count = int(next(line.split()[-1] for line in pages.splitlines() if line.startswith("Pages:")))
+    assert count == page.count("<figure>") + 1  # cover page + one figure per page
+    out = run_folder / "pages"
+    out.mkdir(exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "20", "-png", str(pdf_path), str(out / "p")], check=True)
+    rendered = sorted(out.glob("p*.png"))
+    assert len(rendered) == count and all(p.stat().st_size > 1000 for p in rendered)
+
+
+def test_html_opens_in_a_headless_browser_without_console_errors(run_folder, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium (.ci/run installs it from Debian)")
+    html_path, _ = build_report(run_folder)
+    shot = tmp_path / "shot.png"
+
+    def open_page(url):
+        return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,4000",
+                               f"--screenshot={shot}", "--enable-logging=stderr", "--v=0", url],
+                              capture_output=True, text=True, timeout=120).stderr
+
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>notDefined();</script></body></html>")
+    assert "CONSOLE" in open_page(broken.as_uri())  # the check below can see console errors
+    log = open_page(html_path.as_uri())
+    assert [line for line in log.splitlines() if "CONSOLE" in line] == []
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.size == (1280, 4000)
+        assert len(np.unique(np.asarray(image.convert("L").resize((64, 200))))) > 10  # not a blank page
+
+
+def test_failed_and_missing_jobs_are_named_in_the_report(run_folder, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    jobs = {json.loads(p.read_text())["label"]: p for p in (copy / "jobs").glob("*.json")}
+    full = json.loads(jobs["synthetic_lt/full/seed0"].read_text())
+    jobs["synthetic_lt/full/seed0"].write_text(json.dumps({**full, "status": "failed", "error": "RuntimeError: boom"}))
+    for label in ("cifar100_lt/lift_plus/seed0", "cifar100_lt/lift_plus/seed1"):
+        jobs[label].unlink()
+    html_path, pdf_path = build_report(copy)
+    page = html_path.read_text()
+    assert "synthetic_lt/full/seed0 failed: RuntimeError: boom" in page
+    assert "cifar100_lt: no result for regime lift_plus" in page or "grid init" in page
+    assert pdf_path.stat().st_size > 0
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_class_names_are_escaped(run_folder, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    for path in (copy / "jobs").glob("*.json"):
+        result = json.loads(path.read_text())
+        if result["config"]["regime"] == "full":
+            names = result["dataset"]["classnames"]
+            result["dataset"]["classnames"] = ["<script>alert(1)</script>"] * len(names)
+            path.write_text(json.dumps(result))
+    page = build_report(copy)[0].read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
