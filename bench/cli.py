@@ -12,11 +12,11 @@ from tqdm import tqdm
 
 from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, dataset_config
-from bench.models import WeightsUnavailableError, create_clip, load_backbone
-from bench.models.backbone import RANDOM_WEIGHTS
+from bench.grids import grid_record, load_grid, recipe_for
+from bench.models import WeightsUnavailableError, create_clip
+from bench.models.backbone import RANDOM_WEIGHTS, cached_text_embeddings
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.registry import UnknownNameError
-from bench.grids import grid_record, load_grid, recipe_for
 from bench.results import RunStore, table_row, write_atomic
 from bench.scheduler import device_slots, run_local
 from bench.scheduler.devices import parse_gpus
@@ -161,11 +161,11 @@ def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
         log.info("data %s", datasets[config].summary())
     cache = DiskCache(Path(runtime.run_dir) / "cache") if runtime.run_dir else None
     for model, pretrained in dict.fromkeys((job.model, job.pretrained) for job in jobs):
+        clip_model = create_clip(model, pretrained)
         if device is None or cache is None or pretrained.strip().lower() in RANDOM_WEIGHTS:
-            create_clip(model, pretrained)  # random weights differ per seed: each job draws its own
-            continue
+            continue  # random weights differ per seed: each job draws its own
         for config in dict.fromkeys(job.dataset_config for job in jobs if job.model == model):
-            load_backbone(model, pretrained, datasets[config].classnames, device, cache=cache)
+            cached_text_embeddings(clip_model, model, pretrained, datasets[config].classnames, device, cache)
 
 
 def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: list[str]) -> Iterator[dict]:

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 
 from bench.results import atomic_file
 
-from .figures import DATASET_FIGURES, RUN_FIGURES, _main_jobs, _stats_by_regime, grid_heatmap, grid_paired_tests
+from .figures import DATASET_FIGURES, RUN_FIGURES, _stats_by_regime, grid_heatmap, grid_paired_tests
 from .load import Run, load_run
 from .verdict import verdict
 
@@ -37,7 +37,7 @@ rows.forEach(function(r){b.appendChild(r);});});});"""
 
 
 def summary_table(run: Run) -> pd.DataFrame:
-    ok = _main_jobs(run)
+    ok = run.main
     if ok.empty:
         return pd.DataFrame()
     cols = [c for c, _, _ in SUMMARY]
@@ -102,7 +102,7 @@ def collect_figures(run: Run) -> list[tuple[str, object, str]]:
 
 
 def few_shot_gaps(run: Run, dataset: str) -> dict[str, float]:
-    ok = _main_jobs(run)
+    ok = run.main
     gaps = {}
     for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
         stats = run.result(rows.job_id.iloc[0]).get("statistics") or {}
@@ -174,7 +174,7 @@ def worst_tail_classes(run: Run, n: int = 10) -> str:
         stats = _stats_by_regime(run, dataset)
         if "full" not in stats:
             continue
-        job = _main_jobs(run).query("dataset == @dataset and regime == 'full'").job_id.iloc[0]
+        job = run.main.query("dataset == @dataset and regime == 'full'").job_id.iloc[0]
         names = run.result(job)["dataset"].get("classnames") or []
         s = stats["full"]
         tail = np.flatnonzero(s["train_count"] < 20)

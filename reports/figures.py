@@ -23,36 +23,13 @@ def _datasets(run: Run) -> list[str]:
     return sorted(set(run.ok.dataset))
 
 
-def _main_jobs(run: Run) -> pd.DataFrame:
-    """Jobs outside grids, and grid jobs that are their regime's default recipe (grid variants have their own
-    figures)."""
-    import dataclasses
-
-    from regimes import REGIMES
-
-    grid_only = {j["job_id"] for g in run.grids for j in g["jobs"]}
-
-    def is_main(result: dict) -> bool:
-        if result.get("job_id") not in grid_only:
-            return True
-        regime = result["config"]["regime"]
-        if regime not in REGIMES.names():
-            return False
-        default = dataclasses.asdict(REGIMES.get(regime).recipe)
-        recipe = result["config"]["recipe"]
-        return all(recipe.get(k) == v for k, v in default.items() if k != "epochs")
-
-    main = {r["job_id"] for r in run.results if is_main(r)}
-    return run.ok[run.ok.job_id.isin(main)]
-
-
 def _rows(n: int, height: float = 3.2, width: float = 11.0):
     fig, axes = plt.subplots(n, 1, figsize=(width, height * n), squeeze=False)
     return fig, axes[:, 0]
 
 
 def group_accuracy(run: Run):
-    ok = _main_jobs(run)
+    ok = run.main
     if ok.empty:
         return None
     fig, axes = _rows(len(_datasets(run)))
@@ -67,10 +44,9 @@ def group_accuracy(run: Run):
 
 
 def per_class_vs_frequency(run: Run):
-    ok = _main_jobs(run)
+    ok = run.main
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
-        counts = None
         for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
             accs = [run.result(j)["metrics"]["test"]["per_class_acc"] for j in rows.job_id]
             acc = np.nanmean(np.array(accs, dtype=float), axis=0)
@@ -88,7 +64,7 @@ def per_class_vs_frequency(run: Run):
 
 
 def accuracy_vs_parameters(run: Run):
-    ok = _main_jobs(run)
+    ok = run.main
     fig, axes = _rows(len(_datasets(run)), width=8)
     for ax, dataset in zip(axes, _datasets(run)):
         mean = ok[ok.dataset == dataset].groupby("regime")[["top1", "few", "trainable_params", "epochs"]].mean()
@@ -107,7 +83,7 @@ def accuracy_vs_parameters(run: Run):
 
 
 def change_vs_zero_shot(run: Run):
-    ok = _main_jobs(run)
+    ok = run.main
     sets = [d for d in _datasets(run) if "zero_shot" in set(ok[ok.dataset == d].regime)]
     if not sets:
         return None
@@ -124,7 +100,7 @@ def change_vs_zero_shot(run: Run):
 
 
 def train_vs_test(run: Run):
-    ok = _main_jobs(run)
+    ok = run.main
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
         rows = ok[ok.dataset == dataset].groupby("regime")[GROUPS + [f"train_{g}" for g in GROUPS]].mean()
@@ -137,7 +113,7 @@ def train_vs_test(run: Run):
 
 
 def cost(run: Run):
-    ok = _main_jobs(run)
+    ok = run.main
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     for ax, column, title in zip(axes, ["epochs", "total_s", "train_images_per_s", "peak_memory_mb"],
                                  ["epochs", "wall time (s)", "training images/s", "peak memory (MB)"]):
@@ -152,7 +128,7 @@ def cost(run: Run):
 
 
 def _stats_by_regime(run: Run, dataset: str) -> dict[str, dict]:
-    ok = _main_jobs(run)
+    ok = run.main
     out = {}
     for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
         stats = run.stats(rows.job_id.iloc[0])

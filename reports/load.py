@@ -1,6 +1,7 @@
 """Read a run folder: job results as a table, per-class statistics, grids, and what is failed or missing."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.results import RunStore, table_row
+from regimes import REGIMES
 
 
 @dataclass
@@ -18,10 +20,17 @@ class Run:
     table: pd.DataFrame  # one row per job (ok and failed)
     grids: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failed jobs, missing regimes, unreadable files
+    main_ids: set[str] = field(default_factory=set)  # jobs of the regimes' own recipes (not grid variants)
 
     @property
     def ok(self) -> pd.DataFrame:
         return self.table[self.table.status == "ok"]
+
+    @property
+    def main(self) -> pd.DataFrame:
+        """Finished jobs of the regimes' own recipes (grid variants have their own figures)."""
+        ok = self.ok
+        return ok[ok.job_id.isin(self.main_ids)]
 
     def result(self, job_id: str) -> dict:
         return next(r for r in self.results if r.get("job_id") == job_id)
@@ -33,6 +42,23 @@ class Run:
             return None
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
+
+
+def _main_ids(results: list[dict], grids: list[dict]) -> set[str]:
+    """Jobs outside grids, and grid jobs whose recipe is their regime's default (epochs aside)."""
+    grid_only = {j["job_id"] for g in grids for j in g["jobs"]}
+
+    def is_main(result: dict) -> bool:
+        if result.get("job_id") not in grid_only:
+            return True
+        regime = result["config"]["regime"]
+        if regime not in REGIMES.names():
+            return False
+        default = dataclasses.asdict(REGIMES.get(regime).recipe)
+        recipe = result["config"]["recipe"]
+        return all(recipe.get(k) == v for k, v in default.items() if k != "epochs")
+
+    return {r["job_id"] for r in results if is_main(r)}
 
 
 def load_run(path: str | Path) -> Run:
@@ -61,17 +87,17 @@ def load_run(path: str | Path) -> Run:
     grids = []
     for file in sorted((store.run_dir / "grids").glob("*.json")):
         grids.append(json.loads(file.read_text(encoding="utf-8")))
-    grid_ids = {j["job_id"] for g in grids for j in g["jobs"]}
     known = set(table.job_id)
     for g in grids:
         absent = [j for j in g["jobs"] if j["job_id"] not in known]
         if absent:
             problems.append(f"grid {g['name']}: {len(absent)} of {len(g['jobs'])} jobs have no result yet")
-    main = table[~table.job_id.isin(grid_ids) | table.regime.isin(["zero_shot", "full"])]
+    main_ids = _main_ids(results, grids)
+    main = table[table.job_id.isin(main_ids)]
     regimes = sorted(set(main.regime))
     for dataset in sorted(set(main.dataset)):
         have = set(main[main.dataset == dataset].regime)
         for regime in regimes:
             if regime not in have:
                 problems.append(f"{dataset}: no result for regime {regime}")
-    return Run(Path(path), results, table, grids, problems)
+    return Run(Path(path), results, table, grids, problems, main_ids)

@@ -139,18 +139,22 @@ def weights_identity(pretrained: str | None, seed: int) -> str:
     return f"tag:{tag}"
 
 
-def load_backbone(model_name: str, pretrained: str | None, classnames: list[str],
-                  device: torch.device | str = "cpu", cache=None, seed: int = 0) -> Backbone:
-    """The image tower and the class prompts' text embeddings (from `cache`, a DiskCache, when given)."""
-    clip_model = create_clip(model_name, pretrained)
-
+def cached_text_embeddings(clip_model: nn.Module, model_name: str, pretrained: str | None, classnames: list[str],
+                           device: torch.device | str = "cpu", cache=None, seed: int = 0) -> torch.Tensor:
+    """`class_text_embeddings` on the CPU, read from `cache` (a DiskCache) when it has them."""
     def compute() -> torch.Tensor:
         return class_text_embeddings(clip_model, model_name, classnames, device).cpu()
 
     if cache is None:
-        text = compute()
-    else:
-        key = {"kind": "text", "model": model_name, "weights": weights_identity(pretrained, seed),
-               "classnames": hashlib.sha256("\n".join(classnames).encode()).hexdigest(), "template": PROMPT}
-        text = cache.get_or_compute(key, compute)
+        return compute()
+    key = {"kind": "text", "model": model_name, "weights": weights_identity(pretrained, seed),
+           "classnames": hashlib.sha256("\n".join(classnames).encode()).hexdigest(), "template": PROMPT}
+    return cache.get_or_compute(key, compute)
+
+
+def load_backbone(model_name: str, pretrained: str | None, classnames: list[str],
+                  device: torch.device | str = "cpu", cache=None, seed: int = 0) -> Backbone:
+    """The image tower and the class prompts' text embeddings (from `cache`, a DiskCache, when given)."""
+    clip_model = create_clip(model_name, pretrained)
+    text = cached_text_embeddings(clip_model, model_name, pretrained, classnames, device, cache, seed)
     return Backbone(model_name, clip_model.visual.cpu(), text, float(clip_model.logit_scale.exp().item()))

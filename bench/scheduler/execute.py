@@ -45,13 +45,18 @@ def train_with_oom_retry(job: Job) -> dict:
         return result
 
 
+def failure_record(job: Job, error: str, **details) -> dict:
+    """The result of a job that did not finish; every backend records its failures in this one shape."""
+    return {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(), "error": error,
+            **details}
+
+
 def _failure(job: Job, exc: BaseException, log_path: Path) -> dict:
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         error = (f"out of GPU memory even with micro-batch {_halved(job).runtime.micro_batch_size}; "
                  f"use a smaller --micro-batch-size and --eval-batch-size ({type(exc).__name__})")
-    return {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(), "error": error,
-            "traceback": traceback.format_exc(), "log": str(log_path)}
+    return failure_record(job, error, traceback=traceback.format_exc(), log=str(log_path))
 
 
 def execute(job: Job, run_dir: str | Path) -> dict:

@@ -20,7 +20,7 @@ from joblib import Parallel, delayed
 from bench.results import RunStore, atomic_file
 from bench.training import Job
 
-from .execute import execute
+from .execute import execute, failure_record
 
 Launch = Callable[[Job, str, int], dict]  # (job, device slot, slot index) -> result
 
@@ -48,9 +48,8 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
         job_file.unlink(missing_ok=True)
     result = store.load(job.job_id) if _stamp(store.job_path(job.job_id)) != before else None
     if result is None:  # killed before it could record anything (segfault, OOM killer)
-        result = {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(),
-                  "error": f"job process exited with code {code} before recording a result",
-                  "log": str(store.log_path(job.job_id))}
+        result = failure_record(job, f"job process exited with code {code} before recording a result",
+                                log=str(store.log_path(job.job_id)))
         store.save(result)
     return result
 

@@ -12,7 +12,7 @@ from typing import Iterator
 from bench.results import RunStore
 from bench.training import Job
 
-from .execute import execute
+from .execute import execute, failure_record
 
 
 def run_ray(jobs: list[Job], run_dir: str | Path, address: str | None, gpus_per_job: float,
@@ -33,7 +33,6 @@ def run_ray(jobs: list[Job], run_dir: str | Path, address: str | None, gpus_per_
         try:
             result = ray.get(done[0])
         except Exception as exc:  # the worker died (node lost, killed): record it like any failure
-            result = {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(),
-                      "error": f"Ray task failed: {type(exc).__name__}: {exc}"}
+            result = failure_record(job, f"Ray task failed: {type(exc).__name__}: {exc}")
         store.save(result)
         yield result

@@ -8,7 +8,6 @@ import math
 import os
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -21,9 +20,9 @@ from bench.data.loading import make_loader
 from bench.data.transforms import set_epoch, test_transform, train_transform
 from bench.evaluation import classification_metrics, extract_features, predict_from_features
 from bench.models import LongTailModel, create_clip
+from bench.models.backbone import input_mean_std, input_size, load_backbone, weights_identity
 from bench.results import RunStore, atomic_file
 from bench.statistics import class_statistics, group_summary
-from bench.models.backbone import input_mean_std, input_size, load_backbone, weights_identity
 from regimes import get_regime
 
 from .checkpoint import EpochCheckpoint
@@ -152,34 +151,40 @@ def _frozen_tower(model) -> bool:
     return not any(p.requires_grad for p in model.visual.parameters())
 
 
-def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
-             cache: DiskCache | None, features_only: bool = False) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Metrics of one split, and its features (N×crops×D) and labels.
+def _features_key(job: Job, data, split: str, size: int, tte: bool, precision: str) -> dict:
+    return {"kind": "features", "model": job.model, "weights": weights_identity(job.pretrained, job.seed),
+            "split": split, "fingerprint": data.fingerprint, "size": size, "tte": tte, "precision": precision}
 
-    The features of a frozen tower are the same for every regime and seed on that backbone (zero-shot, linear
-    probe): they are computed once per run and shared through the cache.
-    """
-    source = data.test if split == "test" else data.train
+
+def _extract(model, data, split: str, *, tte: bool, job: Job, device, precision, workers) -> dict:
+    """Features (N×crops×D) and labels of one split through `model`."""
     mean, std = input_mean_std(model.visual)
     transform = test_transform(input_size(model.visual), mean, std, tte=tte)
     batch = max(1, job.runtime.eval_batch_size // (5 if tte else 1))
-    loader = make_loader(source, transform, batch, shuffle=False, seed=job.seed, workers=workers,
-                         pin_memory=device.type == "cuda")
-    start = time.perf_counter()
+    loader = make_loader(data.test if split == "test" else data.train, transform, batch, shuffle=False,
+                         seed=job.seed, workers=workers, pin_memory=device.type == "cuda")
+    features, labels = extract_features(model, loader, device, _autocast_factory(device, precision))
+    return {"features": features, "labels": labels}
 
+
+def split_features(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
+                   cache: DiskCache | None) -> dict:
+    """`_extract`, except that the features of a frozen tower, the same for every regime and seed on that
+    backbone (zero-shot, linear probe, the drift statistics), are computed once per run and shared."""
     def compute() -> dict:
-        features, labels = extract_features(model, loader, device, _autocast_factory(device, precision))
-        return {"features": features, "labels": labels}
+        return _extract(model, data, split, tte=tte, job=job, device=device, precision=precision, workers=workers)
 
-    if cache is not None and _frozen_tower(model):
-        key = {"kind": "features", "model": job.model, "weights": weights_identity(job.pretrained, job.seed),
-               "split": split, "fingerprint": data.fingerprint, "size": input_size(model.visual), "tte": tte,
-               "precision": precision}
-        extracted = cache.get_or_compute(key, compute)
-    else:
-        extracted = compute()
-    if features_only:
-        return {}, extracted["features"], extracted["labels"]
+    if cache is None or not _frozen_tower(model):
+        return compute()
+    return cache.get_or_compute(_features_key(job, data, split, input_size(model.visual), tte, precision), compute)
+
+
+def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
+             cache: DiskCache | None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Metrics of one split, and its features (N×crops×D) and labels."""
+    start = time.perf_counter()
+    extracted = split_features(model, data, split, tte=tte, job=job, device=device, precision=precision,
+                               workers=workers, cache=cache)
     preds = predict_from_features(model.head, extracted["features"], device)
     metrics = classification_metrics(preds, extracted["labels"].numpy(), data.train_class_counts)
     metrics["seconds"] = time.perf_counter() - start
@@ -187,23 +192,26 @@ def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision,
     return metrics, extracted["features"], extracted["labels"]
 
 
-def _plain_loader(model, source, job: Job, workers: int, device):
-    mean, std = input_mean_std(model.visual)
-    return make_loader(source, test_transform(input_size(model.visual), mean, std, tte=False),
-                       job.runtime.eval_batch_size, shuffle=False, seed=job.seed, workers=workers,
-                       pin_memory=device.type == "cuda")
-
-
-def _frozen_features(job: Job, data, device, precision, workers, cache) -> dict[str, torch.Tensor]:
+def _frozen_features(job: Job, data, size: int, device, precision, workers, cache) -> dict[str, torch.Tensor]:
     """Single-crop features of both splits through the untouched pretrained tower: from the run's cache (shared
-    with zero-shot and linear-probe jobs) or computed once."""
-    seed_everything(job.seed)  # random weights: the same draw as the job's backbone
-    tower = create_clip(job.model, job.pretrained).visual.requires_grad_(False)
-    frozen = LongTailModel(tower, torch.nn.Identity()).to(device)
+    with zero-shot and linear-probe jobs), the tower being built only when a split is not there."""
+    towers = []
+
+    def frozen_model() -> LongTailModel:
+        if not towers:
+            seed_everything(job.seed)  # random weights: the same draw as the job's backbone
+            tower = create_clip(job.model, job.pretrained).visual.requires_grad_(False)
+            towers.append(LongTailModel(tower, torch.nn.Identity()).to(device))
+        return towers[0]
+
     out = {}
     for split in ("train", "test"):
-        out[split] = evaluate(frozen, data, split, tte=False, job=job, device=device, precision=precision,
-                              workers=workers, cache=cache, features_only=True)[1]
+        def compute(split=split) -> dict:
+            return _extract(frozen_model(), data, split, tte=False, job=job, device=device, precision=precision,
+                            workers=workers)
+
+        key = _features_key(job, data, split, size, False, precision)
+        out[split] = (cache.get_or_compute(key, compute) if cache is not None else compute())["features"]
     return out
 
 
@@ -231,8 +239,8 @@ def train(job: Job) -> dict:
         if device.index is not None:
             torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
-    run_dir = Path(runtime.run_dir) if runtime.run_dir else None
-    cache = DiskCache(run_dir / "cache") if run_dir else None
+    store = RunStore(runtime.run_dir) if runtime.run_dir else None
+    cache = DiskCache(store.run_dir / "cache") if store else None
     data = build_dataset(job.dataset_config, runtime.data_root, runtime.download)
     regime = get_regime(job.regime)
     recipe = job.recipe
@@ -247,7 +255,7 @@ def train(job: Job) -> dict:
              100.0 * n_trainable / n_backbone, recipe.epochs, device, precision)
 
     train_start = time.perf_counter()
-    checkpoint = EpochCheckpoint(RunStore(run_dir).checkpoint_path(job.job_id), job.job_id) if run_dir else None
+    checkpoint = EpochCheckpoint(store.checkpoint_path(job.job_id), job.job_id) if store else None
     history = fit(model, data, recipe, job, device, precision, workers, checkpoint) \
         if recipe.epochs and trainable else []
     train_s = time.perf_counter() - train_start
@@ -260,20 +268,20 @@ def train(job: Job) -> dict:
         metrics["train"], features["train"], labels["train"] = evaluate(model, data, "train", tte=False, **common)
         stats_start = time.perf_counter()
         if recipe.tte:  # the statistics compare single-crop features, like the papers'
-            features["test"] = extract_features(model, _plain_loader(model, data.test, job, workers, device), device,
-                                                _autocast_factory(device, precision))[0]
-        frozen = None if _frozen_tower(model) else _frozen_features(job, data, device, precision, workers, cache)
+            features["test"] = split_features(model, data, "test", tte=False, **common)["features"]
+        frozen = None if _frozen_tower(model) else _frozen_features(job, data, input_size(model.visual), device,
+                                                                    precision, workers, cache)
         stats = class_statistics({k: v[:, 0] for k, v in features.items()}, labels, data.num_classes,
                                  {k: v[:, 0] for k, v in frozen.items()} if frozen else
                                  {k: v[:, 0] for k, v in features.items()})
         statistics = {"groups": group_summary(stats, data.groups.as_dict()),
                       "seconds": time.perf_counter() - stats_start}
-        if run_dir:
-            path = RunStore(run_dir).stats_path(job.job_id)
+        if store:
+            path = store.stats_path(job.job_id)
             with atomic_file(path) as fh:
                 np.savez_compressed(fh, **{k: (v.astype(np.float16) if k.endswith("means") else v)
                                            for k, v in stats.items()})
-            statistics["file"] = str(path.relative_to(run_dir))
+            statistics["file"] = str(path.relative_to(store.run_dir))
     return {
         "status": "ok",
         "job_id": job.job_id,
