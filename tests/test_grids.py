@@ -20,7 +20,7 @@ def test_shipped_grids_load_and_expand():
 def test_bad_grid_files_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("regime: lora\naxes:\n  rnak: [1, 2]\n")
-    with pytest.raises(OverrideError, match="lora has no setting 'rnak'"):
+    with pytest.raises(OverrideError, match=r"grid bad \(lora\) has no setting 'rnak'"):
         load_grid(bad)
     bad.write_text("axes:\n  lr: [0.1]\n")
     with pytest.raises(OverrideError, match="name the regime"):
