@@ -14,7 +14,7 @@ from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, dataset_config
 from bench.grids import grid_record, load_grid, recipe_for
 from bench.models import WeightsUnavailableError, create_clip
-from bench.models.backbone import RANDOM_WEIGHTS, cached_text_embeddings
+from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, cached_text_embeddings
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.registry import UnknownNameError
 from bench.results import RunStore, table_row, write_atomic
@@ -26,6 +26,7 @@ from regimes import REGIMES
 from reports.summary import format_summary
 
 log = logging.getLogger("ltbench")
+DEMO_DATASET = "demo_lt"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,15 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "writes one JSON per job and results.csv to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
-                   help=f"data sets: {', '.join(DATASETS.names())}")
+    p.add_argument("--datasets", nargs="+", default=[DEMO_DATASET], metavar="NAME",
+                   help=f"data sets: {', '.join(DATASETS.names())} (default: the offline demo)")
     p.add_argument("--regimes", nargs="+", metavar="NAME",
                    help=f"regimes, or 'all' (the default without --grid): {', '.join(REGIMES.names())}")
     p.add_argument("--grid", nargs="+", default=[], metavar="FILE",
                    help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
-    p.add_argument("--model", default="ViT-B-16", help="open_clip model name (ltbench-tiny: tiny test model)")
-    p.add_argument("--pretrained", default="openai",
-                   help="open_clip pretrained tag, a local checkpoint file, or 'none' for random weights")
+    p.add_argument("--model", help=f"open_clip model name (default: {DEMO_MODEL}, the bundled demo CLIP, for a "
+                                   f"{DEMO_DATASET}-only run, else ViT-B-16; ltbench-tiny: tiny test model)")
+    p.add_argument("--pretrained", help=f"open_clip pretrained tag, a local checkpoint file, '{BUNDLED}' (the "
+                                        f"weights shipped with {DEMO_MODEL}) or 'none' for random weights "
+                                        f"(default: {BUNDLED} for {DEMO_MODEL}, else openai)")
     p.add_argument("--data-root", default="data", help="folder holding the data sets (see README for layout)")
     p.add_argument("--download", action="store_true", help="download data sets that can be (CIFAR-100)")
     p.add_argument("--out", default="runs/ltbench", help="run folder: jobs/<id>.json and results.csv")
@@ -208,10 +211,22 @@ def check_fingerprints(results: list[dict]) -> None:
             raise RuntimeError(f"{r['label']}: split fingerprint differs from the other jobs of its data set")
 
 
+def resolve_model(args: argparse.Namespace) -> None:
+    """Fill in --model/--pretrained: the bundled demo CLIP for a demo-only run, else ViT-B/16 with OpenAI weights."""
+    if args.model is None:
+        args.model = DEMO_MODEL if set(args.datasets) == {DEMO_DATASET} else "ViT-B-16"
+    if args.pretrained is None:
+        args.pretrained = BUNDLED if args.model == DEMO_MODEL else "openai"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv is None:
         argv = sys.argv[1:]
+    if argv[:1] == ["perf"]:
+        from bench.perf import main as perf_main
+
+        return perf_main(argv[1:])
     if argv[:1] == ["report"]:
         from reports.build import main as report_main
 
@@ -220,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_registry())
         return 0
     args = parser.parse_args(argv)
+    resolve_model(args)
     console = logging.StreamHandler()
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     console.setLevel(logging.WARNING if args.quiet else logging.INFO)

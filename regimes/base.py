@@ -35,6 +35,7 @@ class Regime:
     summary: ClassVar[str] = ""
     recipe: ClassVar[Recipe] = Recipe()
     trains: ClassVar[bool] = True
+    lightweight: ClassVar[bool] = True  # a parameter-efficient method (the papers' "light"; not full, partial, probes)
 
     def make_head(self, backbone: Backbone, data: LongTailData, recipe: Recipe) -> nn.Module:
         return make_classifier(recipe.classifier, recipe.classifier_init, backbone, data.num_classes,

@@ -6,3 +6,4 @@ class LinearProbe(Regime):
     """Classifier only (K·D): cosine classifier with semantic init on the frozen feature."""
 
     summary = "classifier only"
+    lightweight = False

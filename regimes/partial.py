@@ -20,6 +20,7 @@ class PartialFineTuning(Regime):
     """The last k transformer blocks (every tensor in them) + classifier (LIFT-plus `fft_layers=k`)."""
 
     summary = "last k blocks + classifier"
+    lightweight = False
     recipe = PartialRecipe()
 
     def adapt(self, model, data, recipe):

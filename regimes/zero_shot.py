@@ -13,6 +13,7 @@ class ZeroShot(Regime):
     summary = "no training; cosine to the class prompts' text embeddings"
     recipe = replace(Recipe(), epochs=0)
     trains = False
+    lightweight = False
 
     def make_head(self, backbone, data, recipe):
         return ZeroShotHead(backbone.visual.proj, backbone.text_embeddings, backbone.logit_scale)

@@ -18,6 +18,7 @@ from bench.results import atomic_file
 
 from .figures import DATASET_FIGURES, RUN_FIGURES, _stats_by_regime, grid_heatmap, grid_paired_tests
 from .load import Run, load_run
+from .markdown import run_markdown
 from .verdict import verdict
 
 log = logging.getLogger(__name__)
@@ -76,37 +77,38 @@ def html_table(frame: pd.DataFrame, best: dict[str, bool] | None = None, group: 
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _png(fig) -> str:
+def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
-def collect_figures(run: Run) -> list[tuple[str, object, str]]:
-    """(section, figure, caption) in report order."""
+def collect_figures(run: Run) -> list[tuple[str, str, object, str]]:
+    """(section, file stem, figure, caption) in report order."""
     out = []
     for make in RUN_FIGURES:
         made = make(run) if not run.ok.empty else None
         if made:
-            out.append(("Accuracy and cost", *made))
+            out.append(("Accuracy and cost", make.__name__, *made))
     for dataset in sorted(set(run.ok.dataset)):
         for make in DATASET_FIGURES:
             made = make(run, dataset)
             if made:
-                out.append((f"Class-conditional features: {dataset}", *made))
+                out.append((f"Class-conditional features: {dataset}", f"{make.__name__}-{dataset}", *made))
     for grid in run.grids:
         made = grid_heatmap(run, grid)
         if made:
-            out.append((f"Ablation grid: {grid['name']}", *made))
-    return out
+            out.append((f"Ablation grid: {grid['name']}", f"grid-{grid['name']}", *made))
+    return [(section, f"{i:02d}-{stem}", fig, caption) for i, (section, stem, fig, caption) in enumerate(out, 1)]
 
 
-def few_shot_gaps(run: Run, dataset: str) -> dict[str, float]:
+def few_shot_gaps(run: Run, dataset: str) -> dict[str, float | None]:
+    """Per regime, the few-shot pairwise-spread gap averaged over its seeds (None where no job measured it)."""
     ok = run.main
     gaps = {}
     for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
-        stats = run.result(rows.job_id.iloc[0]).get("statistics") or {}
-        gaps[regime] = ((stats.get("groups") or {}).get("few") or {}).get("gap_pairwise")
+        values = [v for v in map(run.few_shot_gap, rows.job_id) if v is not None]
+        gaps[regime] = float(np.mean(values)) if values else None
     return gaps
 
 
@@ -134,12 +136,15 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         renamed = table.rename(columns={c: t for c, t, _ in SUMMARY})
         parts.append(html_table(renamed, {t: h for _, t, h in SUMMARY if h is not None}, group="dataset"))
     section = None
-    for name, fig, caption in figures:
+    for name, stem, fig, caption in figures:
         if name != section:
             parts.append(f"<h2>{html.escape(name)}</h2>")
             section = name
-        parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        png = _png(fig)
+        with atomic_file(run_dir / "figures" / f"{stem}.png") as fh:
+            fh.write(png)
+        parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
+                     f'{base64.b64encode(png).decode()}"><figcaption>{html.escape(caption)}</figcaption></figure>')
     for grid in run.grids:
         tests = grid_paired_tests(run, grid)
         if tests is not None:
@@ -159,10 +164,10 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         cover.text(0.05, 0.95, "\n".join(text), va="top", fontsize=8, wrap=True, family="monospace")
         pdf.savefig(cover)
         plt.close(cover)
-        for _, fig, caption in figures:
+        for _, _, fig, caption in figures:
             fig.text(0.01, 0.005, caption, fontsize=7, va="bottom", wrap=True)
             pdf.savefig(fig)
-    for _, fig, _ in figures:
+    for _, _, fig, _ in figures:
         plt.close(fig)
     return html_path, pdf_path
 
@@ -191,9 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltbench report", description="Write report.html and report.pdf "
                                      "for a run folder.")
     parser.add_argument("run_dir", help="a run folder (the --out of a benchmark)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the results as Markdown tables, mean ± sd over seeds")
     args = parser.parse_args(argv)
     try:
         html_path, pdf_path = build_report(args.run_dir)
+        if args.markdown:
+            print(run_markdown(load_run(args.run_dir)))
     except FileNotFoundError as exc:
         print(f"ltbench report: error: {exc}", file=sys.stderr)
         return 2

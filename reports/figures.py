@@ -34,13 +34,19 @@ def group_accuracy(run: Run):
         return None
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
-        long = ok[ok.dataset == dataset].melt(id_vars=["regime", "seed"], value_vars=GROUPS, var_name="group",
-                                                value_name="accuracy").dropna()
-        sns.barplot(long, x="regime", y="accuracy", hue="group", errorbar="sd", ax=ax)
-        ax.set_title(dataset)
+        rows = ok[ok.dataset == dataset]
+        order = list(rows.groupby("regime").trainable_pct.mean().sort_values(kind="stable").index)
+        long = rows.melt(id_vars=["regime", "seed"], value_vars=GROUPS, var_name="group",
+                         value_name="accuracy").dropna()
+        sns.barplot(long, x="regime", y="accuracy", hue="group", order=order, errorbar="sd", ax=ax)
+        means = long.groupby(["regime", "group"]).accuracy.mean()
+        ax.set_ylim(max(0.0, 5 * np.floor(means.min() / 5) - 5), min(100.0, means.max() + 5) if len(means) else 100)
+        ax.set_title(f"{dataset} (regimes by trainable share of the backbone, lightest left)")
         ax.tick_params(axis="x", rotation=30)
+        ax.legend(title="group", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    return fig, "Many / medium / few-shot accuracy per regime (bars: mean over seeds; error bars: std over seeds)."
+    return fig, ("Many / medium / few-shot accuracy per regime, ordered by trainable parameters (bars: mean over "
+                 "seeds; error bars: std over seeds; the y axis starts near the lowest bar).")
 
 
 def per_class_vs_frequency(run: Run):
@@ -60,7 +66,7 @@ def per_class_vs_frequency(run: Run):
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    return fig, "Per-class accuracy against class frequency: heavy fine-tuning loses ground at the tail (right)."
+    return fig, "Per-class accuracy against class frequency (head classes left, tail classes right)."
 
 
 def accuracy_vs_parameters(run: Run):
@@ -109,7 +115,7 @@ def train_vs_test(run: Run):
         ax.set_ylabel("train − test accuracy")
         ax.set_title(f"{dataset}: over-fitting per group")
     fig.tight_layout()
-    return fig, "Training-set minus test accuracy per group: heavy regimes memorise the few tail images."
+    return fig, "Training-set minus test accuracy per group: the larger, the more a regime memorised its training images."
 
 
 def cost(run: Run):

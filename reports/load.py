@@ -35,6 +35,11 @@ class Run:
     def result(self, job_id: str) -> dict:
         return next(r for r in self.results if r.get("job_id") == job_id)
 
+    def few_shot_gap(self, job_id: str) -> float | None:
+        """The job's headline feature statistic: test − train pairwise spread, averaged over few-shot classes."""
+        stats = self.result(job_id).get("statistics") or {}
+        return ((stats.get("groups") or {}).get("few") or {}).get("gap_pairwise")
+
     def stats(self, job_id: str) -> dict[str, np.ndarray] | None:
         info = self.result(job_id).get("statistics") or {}
         path = self.path / info["file"] if info.get("file") else None

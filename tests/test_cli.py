@@ -128,3 +128,32 @@ def test_regime_options_and_shared_settings_from_the_command_line(tmp_path):
     assert by_name["lora"].job_id != jobs("lora.rank=4")["lora"].job_id
     with pytest.raises(ValueError, match="no selected regime has a setting 'rank2'"):
         jobs("all.rank2=3")
+
+
+def test_no_arguments_means_the_offline_demo_on_the_bundled_model():
+    from bench.cli import build_parser, resolve_model
+
+    args = build_parser().parse_args([])
+    resolve_model(args)
+    assert (args.datasets, args.model, args.pretrained) == (["demo_lt"], "ltbench-demo", "bundled")
+    args = build_parser().parse_args(["--datasets", "cifar100_lt", "demo_lt"])
+    resolve_model(args)
+    assert (args.model, args.pretrained) == ("ViT-B-16", "openai")
+    args = build_parser().parse_args(["--pretrained", "none"])
+    resolve_model(args)
+    assert (args.model, args.pretrained) == ("ltbench-demo", "none")
+
+
+def test_shortened_demo_run_writes_a_complete_report(tmp_path, capsys):
+    from regimes import REGIMES
+
+    out = tmp_path / "demo"
+    assert main(["--set", "demo_lt.num_classes=10", "--epochs", "1", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out.resolve() / 'report.html'}" in printed
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["regime"]) == sorted(REGIMES.names()) and set(table["status"]) == {"ok"}
+    assert set(table["model"]) == {"ltbench-demo"} and set(table["pretrained"]) == {"bundled"}
+    page = (out / "report.html").read_text()
+    assert all(regime in page for regime in REGIMES.names()) and "missing" not in page.lower()
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")

@@ -1,5 +1,5 @@
 """Long-tail data sets by name; importing this package registers them all."""
-from . import cifar, split_files, synthetic  # noqa: F401  (registration)
+from . import cifar, demo, split_files, synthetic  # noqa: F401  (registration)
 from .base import ClassGroups, DataError, LongTailData
 from .registry import DATASETS, build_dataset, dataset_config, register_dataset
 

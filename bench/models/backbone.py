@@ -10,16 +10,22 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from bench.registry import UnknownNameError
 
+from .word_tokenizer import WordTokenizer
+
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
-open_clip.add_model_config(CONFIG_DIR)  # registers ltbench-tiny
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+open_clip.add_model_config(CONFIG_DIR)  # registers ltbench-tiny and ltbench-demo
 TINY_MODEL = "ltbench-tiny"
+DEMO_MODEL = "ltbench-demo"
 RANDOM_WEIGHTS = ("", "none", "random")
+BUNDLED = "bundled"
 PROMPT = "a photo of a {}."
 
 
@@ -64,6 +70,36 @@ def _weights_help(model_name: str, tag: str) -> str:
             f"or (c) --pretrained none for random weights.")
 
 
+def bundled_weights_path(model_name: str) -> Path:
+    return WEIGHTS_DIR / f"{model_name}.safetensors"
+
+
+def _load_bundled(model_name: str) -> nn.Module:
+    """The checkpoint that ships in the package (fp16 safetensors), as an fp32 model."""
+    path = bundled_weights_path(model_name)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"{model_name} has no bundled weights at {path}; re-create them with `python -m bench.demo pretrain` "
+            f"(about 10 minutes on 2 CPU cores), or use --pretrained none for random weights")
+    model = open_clip.CLIP(**open_clip.get_model_config(model_name))  # create_model would warn "random weights"
+    try:
+        state = load_file(str(path))
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except Exception as exc:
+        raise WeightsUnavailableError(f"bundled weights {path} cannot be loaded into {model_name} ({exc}); "
+                                      f"re-create them with `python -m bench.demo pretrain`") from exc
+    return model
+
+
+def tokenizer_for(model_name: str):
+    """open_clip's tokenizer of the model, or the word tokenizer of a model with a `<name>.vocab` file."""
+    vocab = CONFIG_DIR / f"{model_name}.vocab"
+    if vocab.is_file():
+        context = open_clip.get_model_config(model_name)["text_cfg"]["context_length"]
+        return WordTokenizer.from_file(vocab, context)
+    return open_clip.get_tokenizer(model_name)
+
+
 def create_clip(model_name: str, pretrained: str | None) -> nn.Module:
     """An fp32 open_clip CLIP model on CPU in eval mode; clear errors for unknown names and missing weights."""
     if model_name not in open_clip.list_models():
@@ -71,6 +107,8 @@ def create_clip(model_name: str, pretrained: str | None) -> nn.Module:
     tag = (pretrained or "").strip()
     if tag.lower() in RANDOM_WEIGHTS:
         model = open_clip.create_model(model_name, pretrained=None)
+    elif tag == BUNDLED:
+        model = _load_bundled(model_name)
     elif Path(tag).expanduser().is_file():
         path = str(Path(tag).expanduser())
         if "quickgelu" not in model_name and model_name.startswith("ViT"):
@@ -98,7 +136,7 @@ def create_clip(model_name: str, pretrained: str | None) -> nn.Module:
 def class_text_embeddings(clip_model: nn.Module, model_name: str, classnames: list[str],
                           device: torch.device | str = "cpu", template: str = PROMPT) -> torch.Tensor:
     """t_k @ W_text_proj for the prompt of every class (K×E, not normalised), in chunks of 1000 prompts."""
-    tokenizer = open_clip.get_tokenizer(model_name)
+    tokenizer = tokenizer_for(model_name)
     prompts = [template.format(name.replace("_", " ")) for name in classnames]
     clip_model = clip_model.to(device)
     chunks = [clip_model.encode_text(tokenizer(prompts[i:i + 1000]).to(device)).float()
@@ -126,13 +164,13 @@ class Backbone:
                            dim=-1)
 
 
-def weights_identity(pretrained: str | None, seed: int) -> str:
-    """What names a backbone's weights in cache keys: the tag, the file with its size and time, or the seed
-    that drew random weights."""
+def weights_identity(model_name: str, pretrained: str | None, seed: int) -> str:
+    """What names a backbone's weights in cache keys: the tag, the file (bundled or given) with its size and
+    time, or the seed that drew random weights."""
     tag = (pretrained or "").strip()
     if tag.lower() in RANDOM_WEIGHTS:
         return f"random:seed{seed}"
-    path = Path(tag).expanduser()
+    path = bundled_weights_path(model_name) if tag == BUNDLED else Path(tag).expanduser()
     if path.is_file():
         stat = path.stat()
         return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -147,7 +185,7 @@ def cached_text_embeddings(clip_model: nn.Module, model_name: str, pretrained: s
 
     if cache is None:
         return compute()
-    key = {"kind": "text", "model": model_name, "weights": weights_identity(pretrained, seed),
+    key = {"kind": "text", "model": model_name, "weights": weights_identity(model_name, pretrained, seed),
            "classnames": hashlib.sha256("\n".join(classnames).encode()).hexdigest(), "template": PROMPT}
     return cache.get_or_compute(key, compute)
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import open_clip
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 import bench
 from bench.cache import DiskCache
@@ -63,7 +64,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _autocast_factory(device: torch.device, precision: str):
+def autocast_factory(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -84,50 +85,93 @@ def _progress(job: Job, epoch: int, epochs: int, steps: int):
                 position=job.runtime.progress_position)
 
 
-def fit(model, data, recipe, job: Job, device, precision, workers, checkpoint: EpochCheckpoint | None = None
-        ) -> list[dict]:
-    """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches."""
-    params = [p for _, p in model.trainable_parameters()]
-    optimiser = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
-    criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+def make_optimiser(params, recipe, device: torch.device, kernel: str = "auto") -> torch.optim.SGD:
+    """SGD with momentum. `kernel`: "fused" (one CUDA kernel for every tensor), "foreach" (batched), "loop"
+    (one tensor at a time, the benchmark's plain baseline) or "auto" (fused on GPU, torch's default on CPU).
+    They compute the same update."""
+    if kernel == "auto":
+        kernel = "fused" if device.type == "cuda" else "default"
+    options = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False},
+               "default": {}}
+    if kernel not in options:
+        raise ValueError(f"unknown optimiser kernel {kernel!r}; valid: auto, {', '.join(options)}")
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                           **options[kernel])
+
+
+def train_step(model, optimiser, criterion, images, labels, micro: int, autocast, scaler) -> tuple[torch.Tensor, int]:
+    """One optimiser step on a batch, accumulated exactly over micro-batches; (batch loss, correct predictions)."""
+    optimiser.zero_grad(set_to_none=True)
+    batch_loss = torch.zeros((), device=images.device)
+    correct = 0
+    for x, y in zip(images.split(micro), labels.split(micro)):
+        with autocast():
+            logits = model(x)
+        # mean loss of the micro-batch weighted by its share of the batch: the sum equals the batch mean
+        loss = criterion(logits.float(), y) * (len(y) / len(labels))
+        (scaler.scale(loss) if scaler else loss).backward()
+        batch_loss += loss.detach()
+        correct += int((logits.argmax(dim=1) == y).sum())
+    return batch_loss, correct
+
+
+def optimiser_step(optimiser, scaler) -> None:
+    if scaler:
+        scaler.step(optimiser)
+        scaler.update()
+    else:
+        optimiser.step()
+
+
+def _training_batches(model, data, recipe, job: Job, device, precision, workers, cache):
+    """(network, loader, transform) of the training loop. A frozen tower under the deterministic transform
+    (augmentation "none") sees the same features every epoch: they are computed once (and cached), and the
+    epochs train the head on them, in the same shuffled order as the images would come."""
+    if _frozen_tower(model) and recipe.augmentation == "none":
+        cached = split_features(model, data, "train", tte=False, job=job, device=device, precision=precision,
+                                workers=workers, cache=cache, view="train")
+        generator = torch.Generator()
+        generator.manual_seed(job.seed)
+        loader = DataLoader(TensorDataset(cached["features"][:, 0], cached["labels"]), batch_size=recipe.batch_size,
+                            shuffle=True, generator=generator)
+        return model.head, loader, None
     mean, std = input_mean_std(model.visual)
     transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std)
     loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=job.seed, workers=workers,
                          pin_memory=device.type == "cuda")
+    return model, loader, transform
+
+
+def fit(model, data, recipe, job: Job, device, precision, workers, checkpoint: EpochCheckpoint | None = None,
+        cache: DiskCache | None = None) -> list[dict]:
+    """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches."""
+    optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
+    criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+    network, loader, transform = _training_batches(model, data, recipe, job, device, precision, workers, cache)
     micro = job.runtime.micro_batch_size or recipe.batch_size
-    autocast = _autocast_factory(device, precision)
+    autocast = autocast_factory(device, precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     first_epoch, history = checkpoint.restore(model, optimiser, schedule, scaler) if checkpoint else (0, [])
     for epoch in range(first_epoch, recipe.epochs):
         seed_everything(epoch_seed(job.seed, epoch))
         loader.generator.manual_seed(epoch_seed(job.seed, epoch))
-        set_epoch(transform, epoch)
+        if transform is not None:
+            set_epoch(transform, epoch)
         model.train()
         lr = optimiser.param_groups[0]["lr"]
         start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         bar = _progress(job, epoch, recipe.epochs, len(loader))
         for step, (images, labels) in enumerate(loader):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            optimiser.zero_grad(set_to_none=True)
-            batch_loss = torch.zeros((), device=device)
-            for x, y in zip(images.split(micro), labels.split(micro)):
-                with autocast():
-                    logits = model(x)
-                # mean loss of the micro-batch weighted by its share of the batch: the sum equals the batch mean
-                loss = criterion(logits.float(), y) * (len(y) / len(labels))
-                (scaler.scale(loss) if scaler else loss).backward()
-                batch_loss += loss.detach()
-                correct += int((logits.argmax(dim=1) == y).sum())
+            batch_loss, batch_correct = train_step(network, optimiser, criterion, images, labels, micro, autocast,
+                                                   scaler)
+            correct += batch_correct
             value = float(batch_loss)
             if not math.isfinite(value):
                 raise NonFiniteLossError(f"{job.label}: loss is {value} at epoch {epoch + 1}, step {step + 1} "
                                          f"(lr {lr:g}); lower the learning rate or use --precision fp32")
-            if scaler:
-                scaler.step(optimiser)
-                scaler.update()
-            else:
-                optimiser.step()
+            optimiser_step(optimiser, scaler)
             seen += len(labels)
             loss_sum += value * len(labels)
             if bar is not None:
@@ -151,32 +195,39 @@ def _frozen_tower(model) -> bool:
     return not any(p.requires_grad for p in model.visual.parameters())
 
 
-def _features_key(job: Job, data, split: str, size: int, tte: bool, precision: str) -> dict:
-    return {"kind": "features", "model": job.model, "weights": weights_identity(job.pretrained, job.seed),
-            "split": split, "fingerprint": data.fingerprint, "size": size, "tte": tte, "precision": precision}
+def _features_key(job: Job, data, split: str, size: int, tte: bool, precision: str, view: str = "test") -> dict:
+    key = {"kind": "features", "model": job.model, "weights": weights_identity(job.model, job.pretrained, job.seed),
+           "split": split, "fingerprint": data.fingerprint, "size": size, "tte": tte, "precision": precision}
+    return key if view == "test" else {**key, "view": view}
 
 
-def _extract(model, data, split: str, *, tte: bool, job: Job, device, precision, workers) -> dict:
-    """Features (N×crops×D) and labels of one split through `model`."""
+def _extract(model, data, split: str, *, tte: bool, job: Job, device, precision, workers, view: str = "test"
+             ) -> dict:
+    """Features (N×crops×D) and labels of one split through `model`, seen through the test transform, or
+    (view "train") through the recipe's deterministic training transform (augmentation "none")."""
     mean, std = input_mean_std(model.visual)
-    transform = test_transform(input_size(model.visual), mean, std, tte=tte)
+    size = input_size(model.visual)
+    transform = test_transform(size, mean, std, tte=tte) if view == "test" else train_transform("none", size, 1,
+                                                                                                 mean, std)
     batch = max(1, job.runtime.eval_batch_size // (5 if tte else 1))
     loader = make_loader(data.test if split == "test" else data.train, transform, batch, shuffle=False,
                          seed=job.seed, workers=workers, pin_memory=device.type == "cuda")
-    features, labels = extract_features(model, loader, device, _autocast_factory(device, precision))
+    features, labels = extract_features(model, loader, device, autocast_factory(device, precision))
     return {"features": features, "labels": labels}
 
 
 def split_features(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
-                   cache: DiskCache | None) -> dict:
+                   cache: DiskCache | None, view: str = "test") -> dict:
     """`_extract`, except that the features of a frozen tower, the same for every regime and seed on that
     backbone (zero-shot, linear probe, the drift statistics), are computed once per run and shared."""
     def compute() -> dict:
-        return _extract(model, data, split, tte=tte, job=job, device=device, precision=precision, workers=workers)
+        return _extract(model, data, split, tte=tte, job=job, device=device, precision=precision, workers=workers,
+                        view=view)
 
     if cache is None or not _frozen_tower(model):
         return compute()
-    return cache.get_or_compute(_features_key(job, data, split, input_size(model.visual), tte, precision), compute)
+    key = _features_key(job, data, split, input_size(model.visual), tte, precision, view)
+    return cache.get_or_compute(key, compute)
 
 
 def evaluate(model, data, split: str, *, tte: bool, job: Job, device, precision, workers,
@@ -256,7 +307,7 @@ def train(job: Job) -> dict:
 
     train_start = time.perf_counter()
     checkpoint = EpochCheckpoint(store.checkpoint_path(job.job_id), job.job_id) if store else None
-    history = fit(model, data, recipe, job, device, precision, workers, checkpoint) \
+    history = fit(model, data, recipe, job, device, precision, workers, checkpoint, cache) \
         if recipe.epochs and trainable else []
     train_s = time.perf_counter() - train_start
 

@@ -203,3 +203,20 @@ def test_vit_b16_trainable_counts(vit_b16_tower):
     every_block_tensor = [f"visual.{n}" for n, _ in vit_b16_tower.named_parameters() if ".resblocks." in n]
     assert names == every_block_tensor + ["head.weight"]
     assert count == sum(p.numel() for n, p in vit_b16_tower.named_parameters() if ".resblocks." in n) + 76_800
+
+
+@pytest.mark.parametrize("name", sorted(TRAINABLE))
+def test_every_block_attends_through_fused_attention_in_forward_and_backward(name, synthetic, monkeypatch):
+    """Each block's attention goes through torch's fused kernels (flash / memory-efficient on GPU): SDPA when
+    it needs gradients, whether open_clip's block or our TunableBlock computes it, or nn.MultiheadAttention's
+    native fast path for a frozen block that needs none."""
+    _, model = _build(name, synthetic)
+    calls = []
+    for owner, attr in ((F, "scaled_dot_product_attention"), (torch, "_native_multi_head_attention")):
+        fused = getattr(owner, attr)
+        monkeypatch.setattr(owner, attr, lambda *a, _f=fused, **k: calls.append(1) or _f(*a, **k))
+    model.train()
+    logits = model(torch.randn(2, 3, 32, 32))
+    if logits.requires_grad:  # zero-shot trains nothing
+        logits.sum().backward()
+    assert len(calls) == len(model.visual.transformer.resblocks)

@@ -35,6 +35,9 @@ def test_report_files_and_contents(run_folder):
                  "paired t-test"):
         assert text in page
     assert "full fine-tuning" in page and "points" in page  # the computed verdict
+    pngs = sorted((run_folder / "figures").glob("*.png"))
+    assert len(pngs) == page.count("<figure>") and pngs[0].name == "01-group_accuracy.png"
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
     if not (shutil.which("pdfinfo") and shutil.which("pdftoppm")):
         pytest.skip("no poppler-utils (.ci/run installs them from Debian)")
     pages = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True).stdout
@@ -98,3 +101,13 @@ def test_class_names_are_escaped(run_folder, tmp_path):
             path.write_text(json.dumps(result))
     page = build_report(copy)[0].read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_markdown_table_has_mean_and_spread_over_seeds(run_folder, capsys):
+    from reports.build import main as report_main
+
+    assert report_main([str(run_folder), "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    assert "| regime | seeds | % backbone | overall |" in printed and "few-shot gap" in printed
+    lift = next(line for line in printed.splitlines() if line.startswith("| lift_plus | 2 |"))
+    assert " ± " in lift and len(lift.split("|")) == 12  # 10 columns between the outer bars

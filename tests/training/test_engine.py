@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 
 from bench.training import Runtime
 from bench.training.engine import NonFiniteLossError, train
-from bench.training.losses import LogitAdjustedLoss
+from bench.training.losses import LogitAdjustedLoss, make_loss
 from tests.conftest import make_job
 
 
@@ -86,3 +87,107 @@ def test_precision_resolution_on_cpu():
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
             resolve_device("cuda")
+
+
+def _tiny_model(regime: str):
+    """A regime's model on the tiny random backbone, with a batch and a loss."""
+    from bench.data import build_dataset
+    from bench.models import load_backbone
+    from regimes import get_regime
+
+    job = make_job(regime)
+    data = build_dataset(job.dataset_config, "unused")
+    torch.manual_seed(0)
+    backbone = load_backbone(job.model, job.pretrained, data.classnames)
+    model = get_regime(regime).build(backbone, data, job.recipe)
+    images, labels = torch.randn(6, 3, 32, 32), torch.arange(6) % data.num_classes
+    return model, job.recipe, images, labels, make_loss(job.recipe.loss, data.train_class_counts, 1.0)
+
+
+@pytest.mark.parametrize("regime", ["full", "lift_plus", "partial", "vpt"])
+def test_bf16_and_fp32_train_the_same_tensors(regime):
+    from bench.training.engine import autocast_factory, make_optimiser, train_step
+
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        model, recipe, images, labels, loss = _tiny_model(regime)
+        optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, torch.device("cpu"))
+        model.train()
+        value, _ = train_step(model, optimiser, loss, images, labels, 6, autocast_factory(torch.device("cpu"),
+                                                                                          precision), None)
+        assert math.isfinite(float(value))
+        grads[precision] = {n for n, p in model.named_parameters() if p.grad is not None}
+        assert grads[precision] == {n for n, _ in model.trainable_parameters()}
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never casts the weights
+    assert grads["fp32"] == grads["bf16"]
+
+
+def test_optimiser_kernels_compute_the_same_update():
+    from bench.training.engine import make_optimiser, optimiser_step, train_step
+
+    updated = {}
+    for kernel in ("loop", "foreach", "default"):
+        model, recipe, images, labels, loss = _tiny_model("full")
+        optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, torch.device("cpu"), kernel)
+        for _ in range(2):
+            train_step(model, optimiser, loss, images, labels, 6, contextlib.nullcontext, None)
+            optimiser_step(optimiser, None)
+        updated[kernel] = torch.cat([p.detach().flatten() for _, p in model.trainable_parameters()])
+    assert torch.allclose(updated["loop"], updated["foreach"], atol=1e-6)
+    assert torch.allclose(updated["loop"], updated["default"], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown optimiser kernel 'turbo'"):
+        make_optimiser([], recipe, torch.device("cpu"), "turbo")
+
+
+def test_partial_builds_no_graph_below_its_first_trainable_block():
+    """Autograd records nothing for frozen blocks whose input needs no gradient: no wasted backward there."""
+    model, *_ = _tiny_model("partial")  # the last block trains
+    blocks = model.visual.transformer.resblocks
+    recorded = []
+    for block in blocks:
+        block.register_forward_hook(lambda module, args, out: recorded.append(out.requires_grad))
+    model.train()
+    model(torch.randn(2, 3, 32, 32))
+    assert recorded == [False] * (len(blocks) - 1) + [True]
+
+
+@pytest.mark.parametrize("regime", ["zero_shot", "linear_probe"])
+def test_cached_frozen_features_give_the_same_logits_as_the_uncached_path(regime, tmp_path, monkeypatch):
+    from bench.cache import DiskCache
+    from bench.data import build_dataset
+    from bench.training import engine
+    from bench.training.engine import split_features
+
+    calls = []
+    extract = engine._extract
+    monkeypatch.setattr(engine, "_extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
+
+    model, *_ = _tiny_model(regime)
+    job = make_job(regime)
+    data = build_dataset(job.dataset_config, "unused")
+    common = dict(tte=False, job=job, device=torch.device("cpu"), precision="fp32", workers=0)
+    cache = DiskCache(tmp_path)
+    fresh = split_features(model, data, "test", cache=None, **common)["features"]
+    stored = split_features(model, data, "test", cache=cache, **common)["features"]
+    reread = split_features(model, data, "test", cache=cache, **common)["features"]
+    assert len(calls) == 2  # the third call read the cache: no backbone forward
+    with torch.no_grad():
+        logits = [model.head(f[:, 0]) for f in (fresh, stored, reread)]
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
+
+
+def test_frozen_tower_trains_on_cached_features_exactly_as_on_images(monkeypatch):
+    """augmentation "none": the head trains on features computed once, with the images' order and numbers."""
+    from bench.training import engine
+
+    job = make_job("linear_probe", epochs=3, augmentation="none", runtime=Runtime(device="cpu", train_eval=False))
+    calls = []
+    extract = engine._extract
+    monkeypatch.setattr(engine, "_extract", lambda *a, **k: calls.append(k.get("view")) or extract(*a, **k))
+    on_features = train(job)
+    assert calls.count("train") == 1  # one backbone pass over the training set for all three epochs
+    monkeypatch.setattr(engine, "_frozen_tower", lambda model: False)  # force the image path
+    on_images = train(job)
+    for a, b in zip(on_features["history"], on_images["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["train_batch_acc"] == b["train_batch_acc"]
+    assert on_features["metrics"]["test"]["per_class_acc"] == on_images["metrics"]["test"]["per_class_acc"]

@@ -1,0 +1,1 @@
+"""The embedded demo: the bundled tiny CLIP (`ltbench-demo`) and how it was pre-trained."""

@@ -1,0 +1,28 @@
+import json
+
+import torch
+
+from bench.perf import COLUMNS, main
+
+
+def test_benchmark_runs_on_the_tiny_model_and_prints_every_column(tmp_path, capsys):
+    out = tmp_path / "perf.json"
+    assert main(["--model", "ltbench-tiny", "--regimes", "zero_shot", "linear_probe", "full", "lift_plus", "--probe-images", "300", "--num-classes", "10",
+                 "--batch-size", "4", "--eval-batch-size", "4", "--steps", "2", "--warmup", "1", "--device", "cpu",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    header = printed.splitlines()[1]
+    assert all(title in header for _, title, _ in COLUMNS)
+    report = json.loads(out.read_text())
+    rows = {(r["regime"], r["setting"]): r for r in report["rows"]}
+    assert set(rows) == {(r, s) for r in ("zero_shot", "linear_probe", "full", "lift_plus") for s in ("baseline", "ltbench")}
+    assert rows[("full", "baseline")]["train_speedup"] == 1.0 and rows[("full", "baseline")]["kernel"] == "loop"
+    assert "train_img_s" not in rows[("zero_shot", "ltbench")]  # nothing trains
+    full, lift = rows[("full", "ltbench")], rows[("lift_plus", "ltbench")]
+    for row in (full, lift):
+        assert row["train_img_s"] > 0 and row["eval_img_s"] > row["eval_tte_img_s"] > 0 and 0 < row["mfu_pct"] < 100
+    # LIFT+ computes no weight gradients for the frozen blocks: fewer FLOPs per image than full fine-tuning
+    assert lift["train_gflop_per_img"] < full["train_gflop_per_img"]
+    assert report["peak_matmul_tflops"]["fp32"] > 0 and report["versions"]["torch"] == torch.__version__
+    cached = report["linear_probe_cached_epoch"]
+    assert cached["images"] == 300 and cached["speedup"] > 1 and "cached features" in printed
