@@ -19,7 +19,7 @@ from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.registry import UnknownNameError
 from bench.results import RunStore, table_row, write_atomic
 from bench.scheduler import device_slots, run_local
-from bench.scheduler.devices import parse_gpus
+from bench.scheduler.devices import loader_workers_per_job, parse_gpus
 from bench.scheduler.execute import LOGGERS
 from bench.training import Job, Runtime
 from regimes import REGIMES
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-gpus-per-job", type=float, default=1.0,
                    help="GPUs each Ray task asks for; 0 runs the tasks on CPUs")
     p.add_argument("--loader-workers", type=int,
-                   help="DataLoader processes per job (default: 0 on CPU, up to 8 on GPU)")
+                   help="DataLoader processes per job (default: 0 on CPU; on GPU the usable cores shared "
+                        "among the jobs at once; Ray tasks: up to 8)")
     p.add_argument("--micro-batch-size", type=int,
                    help="split each batch into micro-batches (exact gradient accumulation)")
     p.add_argument("--eval-batch-size", type=int, default=256, help="images per evaluation batch")
@@ -242,17 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[console])  # open_clip logs to the root: warnings only
     for name in LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)  # per-job log files get INFO whatever the console shows
-    runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,
-                      precision=args.precision, loader_workers=args.loader_workers,
-                      micro_batch_size=args.micro_batch_size, eval_batch_size=args.eval_batch_size,
-                      train_eval=not args.no_train_eval, run_dir=str(Path(args.out).resolve()),
-                      progress=sys.stderr.isatty())
     try:
-        jobs, grid_records = expand_jobs(args, runtime)
         if args.backend == "ray":
-            slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
+            slots, loader_workers = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"], args.loader_workers
         else:
             slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
+            loader_workers = args.loader_workers if args.loader_workers is not None else loader_workers_per_job(slots)
+        runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,
+                          precision=args.precision, loader_workers=loader_workers,
+                          micro_batch_size=args.micro_batch_size, eval_batch_size=args.eval_batch_size,
+                          train_eval=not args.no_train_eval, run_dir=str(Path(args.out).resolve()),
+                          progress=sys.stderr.isatty())
+        jobs, grid_records = expand_jobs(args, runtime)
         if args.backend == "ray":  # devices and progress bars live on the cluster's nodes
             jobs = [dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
                     for j in jobs]

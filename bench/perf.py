@@ -10,6 +10,7 @@ speed-up is a ratio taken side by side. The training step is the engine's own (`
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import platform
@@ -27,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.data.base import ArrayImages, LongTailData
 from bench.models import create_clip
 from bench.models.backbone import Backbone, input_size
+from bench.perf_loader import LoaderConfig, format_loader, measure_loader
 from bench.results import atomic_file
 from bench.training.engine import (autocast_factory, make_optimiser, optimiser_step, resolve_device,
                                    resolve_precision, train_step)
@@ -58,6 +60,7 @@ class PerfConfig:
     device: str = "auto"
     compile: bool = False
     probe_images: int = 10_847  # CIFAR-100-LT's training set
+    loader: LoaderConfig | None = LoaderConfig()  # None: skip the loader measurement
 
     @property
     def settings(self) -> list[Setting]:
@@ -105,7 +108,8 @@ def _build(config: PerfConfig, regime_name: str, data: LongTailData, clip, devic
     regime = get_regime(regime_name)
     recipe = dataclasses.replace(regime.recipe, epochs=1)
     text = torch.randn(data.num_classes, clip.text_projection.shape[1])
-    backbone = Backbone(config.model, clip.visual, text, float(clip.logit_scale.detach().exp()))
+    # regimes inject modules into the tower they are given: each gets its own copy of the same weights
+    backbone = Backbone(config.model, copy.deepcopy(clip.visual), text, float(clip.logit_scale.detach().exp()))
     torch.manual_seed(0)
     return regime, recipe, regime.build(backbone, data, recipe).to(device)
 
@@ -202,12 +206,16 @@ def run(config: PerfConfig) -> dict:
             rows.append(row)
     probe = [r for r in rows if r["regime"] == "linear_probe" and r["setting"] == "ltbench"]
     cached = cached_probe_epoch(config, data, clip, device, probe[0]["eval_img_s"]) if probe else None
+    loader = None
+    if config.loader is not None:
+        training = {r["regime"]: r["train_img_s"] for r in rows if r["setting"] == "ltbench" and r.get("train_img_s")}
+        loader = measure_loader(config.loader, input_size(clip.visual), device.type == "cuda", training)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {"config": dataclasses.asdict(config), "device": f"{device} ({name})",
             "peak_matmul_tflops": {p: v / 1e12 for p, v in peaks.items()},
             "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__,
                          "python": platform.python_version()},
-            "rows": rows, "linear_probe_cached_epoch": cached}
+            "rows": rows, "linear_probe_cached_epoch": cached, "loader": loader}
 
 
 COLUMNS = [("regime", "regime", "{}"), ("setting", "setting", "{}"), ("precision", "prec", "{}"),
@@ -230,6 +238,8 @@ def format_table(report: dict) -> str:
         lines.append(f"linear probe, an epoch after the first on {cached['images']:,} cached features: "
                      f"{cached['epoch_s']:.3f} s against {cached['backbone_forward_s']:.2f} s of backbone forward "
                      f"({cached['speedup']:.0f}× faster)")
+    if report.get("loader"):
+        lines.append(format_loader(report["loader"]))
     return f"device: {report['device']}; measured matrix-product peak: {peaks}\n" + "\n".join(lines)
 
 
@@ -245,17 +255,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="also torch.compile the ltbench setting")
     p.add_argument("--probe-images", type=int, default=10_847, help="images of the cached linear-probe epoch")
+    p.add_argument("--loader-images", type=int, default=512,
+                   help="synthetic iNaturalist-size JPEGs for the loader measurement (0 skips it)")
+    p.add_argument("--loader-split", type=Path, help="measure the loader on this real split file instead")
+    p.add_argument("--loader-root", type=Path, help="image root of --loader-split (default: its folder)")
+    p.add_argument("--loader-workers", type=int, help="most DataLoader workers to try (default: usable cores)")
     p.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     model = args.model or ("ViT-B-16" if device.type == "cuda" else "ltbench-tiny")
+    loader = None if args.loader_images <= 0 and args.loader_split is None else LoaderConfig(
+        args.loader_images, args.batch_size, args.loader_split, args.loader_root, args.loader_workers)
     config = PerfConfig(model, tuple(args.regimes), args.num_classes, args.batch_size, args.eval_batch_size,
-                        args.steps, args.warmup, args.device, args.compile, args.probe_images)
+                        args.steps, args.warmup, args.device, args.compile, args.probe_images, loader)
     report = run(config)
     print(format_table(report))
     if args.json:
         with atomic_file(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
+            json.dump(report, fh, indent=1, default=str)
         print(f"figures: {args.json}")
     return 0
 

@@ -9,7 +9,7 @@ def test_benchmark_runs_on_the_tiny_model_and_prints_every_column(tmp_path, caps
     out = tmp_path / "perf.json"
     assert main(["--model", "ltbench-tiny", "--regimes", "zero_shot", "linear_probe", "full", "lift_plus", "--probe-images", "300", "--num-classes", "10",
                  "--batch-size", "4", "--eval-batch-size", "4", "--steps", "2", "--warmup", "1", "--device", "cpu",
-                 "--json", str(out)]) == 0
+                 "--loader-images", "12", "--loader-workers", "1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     header = printed.splitlines()[1]
     assert all(title in header for _, title, _ in COLUMNS)
@@ -26,3 +26,17 @@ def test_benchmark_runs_on_the_tiny_model_and_prints_every_column(tmp_path, caps
     assert report["peak_matmul_tflops"]["fp32"] > 0 and report["versions"]["torch"] == torch.__version__
     cached = report["linear_probe_cached_epoch"]
     assert cached["images"] == 300 and cached["speedup"] > 1 and "cached features" in printed
+    loader = report["loader"]
+    assert set(loader["img_s_by_workers"]) == {"0", "1"} and loader["images"] == 12 and loader["crop"] == 32
+    assert set(loader["workers_needed"]) == {"linear_probe", "full", "lift_plus"} and "loader, 12 synthetic" in printed
+
+
+def test_each_regime_is_measured_on_its_own_copy_of_the_tower():
+    from bench.perf import PerfConfig, _build, _synthetic_data
+    from bench.models import create_clip
+
+    clip = create_clip("ltbench-tiny", "none")
+    data = _synthetic_data(10)
+    before = sum(1 for _ in clip.visual.modules())
+    _, _, vpt = _build(PerfConfig("ltbench-tiny"), "vpt", data, clip, torch.device("cpu"))
+    assert sum(1 for _ in clip.visual.modules()) == before and vpt.visual is not clip.visual

@@ -1,6 +1,8 @@
 """Device slots: one entry per job that may run at once (a GPU appears `jobs_per_gpu` times)."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -44,3 +46,13 @@ def device_slots(device: str, gpus: list[int] | None, jobs_per_gpu: int, cpu_wor
     if missing:
         raise ValueError(f"--gpus asks for GPU {missing[0]} but the visible GPUs are {available or 'none'}")
     return [f"cuda:{g}" for g in chosen for _ in range(jobs_per_gpu)]
+
+
+def loader_workers_per_job(slots: list[str], cores: int | None = None) -> int:
+    """DataLoader processes per job on the local backend: none on CPU (the job's own threads use the cores);
+    on GPU the usable cores shared among the jobs that run at once. One core decodes and crops about 150
+    iNaturalist-size JPEGs/s (BENCHMARKS.md), so a fixed handful of workers would starve a fast GPU."""
+    if all(slot == "cpu" for slot in slots):
+        return 0
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    return max(1, cores // len(slots))

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from bench.scheduler import device_slots, run_local
-from bench.scheduler.devices import parse_gpus
+from bench.scheduler.devices import loader_workers_per_job, parse_gpus
 from tests.conftest import make_job
 
 
@@ -22,6 +22,13 @@ def test_slots_from_gpus_and_jobs_per_gpu():
     assert parse_gpus("0, 2,3") == [0, 2, 3] and parse_gpus(None) is None and parse_gpus("none") == []
     with pytest.raises(ValueError, match="expected GPU indices"):
         parse_gpus("gpu0")
+
+
+def test_gpu_jobs_share_the_hosts_cores_as_loader_workers_and_cpu_jobs_load_in_process():
+    assert loader_workers_per_job(["cpu", "cpu"], cores=16) == 0
+    assert loader_workers_per_job(["cuda:0"], cores=16) == 16
+    assert loader_workers_per_job(["cuda:0", "cuda:0", "cuda:1", "cuda:1"], cores=16) == 4
+    assert loader_workers_per_job(["cuda:0"] * 8, cores=4) == 1
 
 
 @pytest.mark.parametrize("jobs_per_gpu", [1, 2])
