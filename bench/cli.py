@@ -25,6 +25,8 @@ from bench.training import Job, Runtime
 from regimes import REGIMES
 from reports.summary import format_summary
 
+RAY_GPU_TASK_CPUS = 8.0  # cores a Ray GPU task reserves by default (its DataLoader workers)
+
 log = logging.getLogger("ltbench")
 DEMO_DATASET = "demo_lt"
 
@@ -68,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--ray-gpus-per-job", type=float, default=1.0,
                    help="GPUs each Ray task asks for; 0 runs the tasks on CPUs")
+    p.add_argument("--ray-cpus-per-job", type=float,
+                   help=f"CPUs each Ray task asks for (default: {RAY_GPU_TASK_CPUS:g} for GPU tasks, which use them "
+                        "as DataLoader workers; 1 for CPU tasks)")
     p.add_argument("--loader-workers", type=int,
                    help="DataLoader processes per job (default: 0 on CPU; on GPU the usable cores shared "
-                        "among the jobs at once; Ray tasks: up to 8)")
+                        "among the jobs at once, or a Ray task's CPUs)")
     p.add_argument("--micro-batch-size", type=int,
                    help="split each batch into micro-batches (exact gradient accumulation)")
     p.add_argument("--eval-batch-size", type=int, default=256, help="images per evaluation batch")
@@ -172,11 +177,28 @@ def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
             cached_text_embeddings(clip_model, model, pretrained, datasets[config].classnames, device, cache)
 
 
+def ray_cpus_per_job(args: argparse.Namespace) -> float:
+    """What a Ray task reserves: GPU tasks reserve the cores their DataLoader workers will use."""
+    if args.ray_cpus_per_job is not None:
+        return args.ray_cpus_per_job
+    return RAY_GPU_TASK_CPUS if args.ray_gpus_per_job > 0 else 1.0
+
+
+def loader_workers(args: argparse.Namespace, slots: list[str]) -> int:
+    """DataLoader processes per job: --loader-workers; else none on CPU, a Ray GPU task's reserved CPUs, or
+    this host's cores shared among its GPU jobs."""
+    if args.loader_workers is not None:
+        return args.loader_workers
+    if args.backend == "ray":
+        return int(ray_cpus_per_job(args)) if slots == ["cuda"] else 0
+    return loader_workers_per_job(slots)
+
+
 def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: list[str]) -> Iterator[dict]:
     if args.backend == "ray":
         from bench.scheduler.ray_backend import run_ray
 
-        return run_ray(jobs, store.run_dir, args.ray_address, args.ray_gpus_per_job)
+        return run_ray(jobs, store.run_dir, args.ray_address, args.ray_gpus_per_job, ray_cpus_per_job(args))
     return run_local(jobs, store.run_dir, slots)
 
 
@@ -245,12 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)  # per-job log files get INFO whatever the console shows
     try:
         if args.backend == "ray":
-            slots, loader_workers = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"], args.loader_workers
+            slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
         else:
             slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
-            loader_workers = args.loader_workers if args.loader_workers is not None else loader_workers_per_job(slots)
         runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,
-                          precision=args.precision, loader_workers=loader_workers,
+                          precision=args.precision, loader_workers=loader_workers(args, slots),
                           micro_batch_size=args.micro_batch_size, eval_batch_size=args.eval_batch_size,
                           train_eval=not args.no_train_eval, run_dir=str(Path(args.out).resolve()),
                           progress=sys.stderr.isatty())

@@ -157,3 +157,25 @@ def test_shortened_demo_run_writes_a_complete_report(tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert all(regime in page for regime in REGIMES.names()) and "missing" not in page.lower()
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("options, cpus, workers", [
+    ([], 8.0, 8), (["--ray-cpus-per-job", "4"], 4.0, 4), (["--ray-cpus-per-job", "4", "--loader-workers", "2"], 4.0, 2),
+    (["--ray-gpus-per-job", "0"], 1.0, 0),
+])
+def test_ray_tasks_reserve_the_cores_their_loader_workers_use(options, cpus, workers):
+    from bench.cli import build_parser, loader_workers, ray_cpus_per_job
+
+    args = build_parser().parse_args(["--backend", "ray", *options])
+    slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
+    assert ray_cpus_per_job(args) == cpus and loader_workers(args, slots) == workers
+
+
+def test_local_gpu_jobs_share_the_cores_unless_loader_workers_is_given():
+    from bench.cli import build_parser, loader_workers
+    from bench.scheduler.devices import loader_workers_per_job
+
+    slots = ["cuda:0", "cuda:0"]
+    assert loader_workers(build_parser().parse_args([]), slots) == loader_workers_per_job(slots) >= 1
+    assert loader_workers(build_parser().parse_args([]), ["cpu"]) == 0
+    assert loader_workers(build_parser().parse_args(["--loader-workers", "3"]), slots) == 3

@@ -19,7 +19,7 @@ class Runtime:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     loader_workers: Optional[int] = None  # DataLoader processes per job; None: 0 on CPU, min(8, cores) on GPU
-    # (the local backend passes its own default, see loader_workers_per_job)
+    # (the CLI always passes its own count, see bench.cli.loader_workers)
     micro_batch_size: Optional[int] = None  # gradient accumulation: batch split into micro-batches of this size
     eval_batch_size: int = 256
     train_eval: bool = True  # also measure training-set accuracy
