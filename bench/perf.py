@@ -26,6 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.data.base import ArrayImages, LongTailData
+from bench.data.cifar import cifar_lt_counts
 from bench.models import create_clip
 from bench.models.backbone import Backbone, input_size
 from bench.perf_loader import LoaderConfig, format_loader, measure_loader
@@ -69,8 +70,7 @@ class PerfConfig:
 
 def _synthetic_data(num_classes: int) -> LongTailData:
     """Label space and a long-tail count profile only; the images are synthetic tensors made per batch."""
-    counts = np.maximum(1, (100 * 0.01 ** (np.arange(num_classes) / max(num_classes - 1, 1))).astype(int))
-    labels = np.repeat(np.arange(num_classes), counts)
+    labels = np.repeat(np.arange(num_classes), cifar_lt_counts(100, num_classes, 100.0))
     tiny = np.zeros((len(labels), 2, 2, 3), dtype=np.uint8)
     split = ArrayImages(tiny, labels, "perf")
     return LongTailData("perf", [f"class {i}" for i in range(num_classes)], split, split)

@@ -6,7 +6,6 @@ import pandas as pd
 from regimes import REGIMES
 
 
-
 def light_regimes(ok: pd.DataFrame) -> list[str]:
     """The parameter-efficient regimes of the run (registered as lightweight; an unknown name counts as light
     when it trains under 1% of the backbone)."""

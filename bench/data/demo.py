@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ArrayImages, LongTailData
-from .cifar import cifar_lt_counts
+from .base import LongTailData
 from .registry import register_dataset
 from .shapes import concept_name, latin_square_concepts, render
+from .synthetic import generated_long_tail
 
 
 @register_dataset("demo_lt")
@@ -28,15 +28,6 @@ class DemoLT:
         if not 2 <= self.num_classes <= 100:
             raise ValueError("demo_lt.num_classes must be 2..100")
         concepts = np.asarray(latin_square_concepts(self.num_classes))
-        counts = cifar_lt_counts(self.max_per_class, self.num_classes, self.imbalance_ratio)
-        train_labels = np.repeat(np.arange(self.num_classes), counts)
-        test_labels = np.repeat(np.arange(self.num_classes), self.test_per_class)
-        train_rng, test_rng = (np.random.default_rng([self.seed, split]) for split in (0, 1))
-        prefix = f"demo_lt/k{self.num_classes}-n{self.max_per_class}-ir{self.imbalance_ratio:g}-s{self.seed}"
-        return LongTailData(
-            name="demo_lt",
-            classnames=[concept_name(c) for c in concepts],
-            train=ArrayImages(render(concepts[train_labels], "target", train_rng), train_labels, f"{prefix}/train"),
-            test=ArrayImages(render(concepts[test_labels], "target", test_rng), test_labels, f"{prefix}/test"),
-            default_epochs=self.epochs,
-        )
+        rngs = {split: np.random.default_rng([self.seed, i]) for i, split in enumerate(("train", "test"))}
+        return generated_long_tail(self, "demo_lt", [concept_name(c) for c in concepts],
+                                   lambda labels, split: render(concepts[labels], "target", rngs[split]))

@@ -39,6 +39,19 @@ def render(labels: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarra
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
+def generated_long_tail(config, name: str, classnames: list[str], render_split) -> LongTailData:
+    """A generated data set from `config` (num_classes, max_per_class, imbalance_ratio, test_per_class, seed,
+    epochs): CIFAR-LT training counts, a balanced test split, images from `render_split(labels, split)`,
+    called for "train", then "test"."""
+    key = f"{name}/k{config.num_classes}-n{config.max_per_class}-ir{config.imbalance_ratio:g}-s{config.seed}"
+    counts = cifar_lt_counts(config.max_per_class, config.num_classes, config.imbalance_ratio)
+    splits = {}
+    for split, per_class in (("train", counts), ("test", config.test_per_class)):
+        labels = np.repeat(np.arange(config.num_classes), per_class)
+        splits[split] = ArrayImages(render_split(labels, split), labels, f"{key}/{split}")
+    return LongTailData(name=name, classnames=classnames, default_epochs=config.epochs, **splits)
+
+
 @register_dataset("synthetic_lt")
 @dataclass(frozen=True)
 class SyntheticLT:
@@ -56,15 +69,6 @@ class SyntheticLT:
         if not 2 <= self.num_classes <= len(COLOURS) * len(PATTERNS):
             raise ValueError(f"synthetic_lt.num_classes must be 2..{len(COLOURS) * len(PATTERNS)}")
         names = [f"{colour} {pattern}" for pattern in PATTERNS for colour in COLOURS][: self.num_classes]
-        counts = cifar_lt_counts(self.max_per_class, self.num_classes, self.imbalance_ratio)
-        train_labels = np.repeat(np.arange(self.num_classes), counts)
-        test_labels = np.repeat(np.arange(self.num_classes), self.test_per_class)
-        rng = np.random.default_rng(self.seed)
-        prefix = f"synthetic_lt/k{self.num_classes}-n{self.max_per_class}-ir{self.imbalance_ratio:g}-s{self.seed}"
-        return LongTailData(
-            name="synthetic_lt",
-            classnames=names,
-            train=ArrayImages(render(train_labels, rng, self.image_size), train_labels, f"{prefix}/train"),
-            test=ArrayImages(render(test_labels, rng, self.image_size), test_labels, f"{prefix}/test"),
-            default_epochs=self.epochs,
-        )
+        rng = np.random.default_rng(self.seed)  # one stream: train, then test
+        return generated_long_tail(self, "synthetic_lt", names,
+                                   lambda labels, split: render(labels, rng, self.image_size))

@@ -38,6 +38,15 @@ class PretrainConfig:
     threads: int = 2
 
 
+def _normaliser(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(torch.tensor(x).view(1, 3, 1, 1) for x in input_mean_std(model.visual))
+
+
+def _pixels(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 N×H×W×3 images as the normalised N×3×H×W input of the image tower."""
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255) - mean) / std
+
+
 def _batch(rng: np.random.Generator, config: PretrainConfig, mean: torch.Tensor, std: torch.Tensor):
     concepts = rng.integers(0, CONCEPTS, config.batch_size)
     web = rng.random(config.batch_size) < config.web_fraction
@@ -45,8 +54,7 @@ def _batch(rng: np.random.Generator, config: PretrainConfig, mean: torch.Tensor,
     for style, chosen in (("web", web), ("clean", ~web)):
         if chosen.any():
             images[chosen] = render(concepts[chosen], style, rng)
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
-    return (pixels - mean) / std, torch.from_numpy(concepts)
+    return _pixels(images, mean, std), torch.from_numpy(concepts)
 
 
 def _lr(step: int, config: PretrainConfig) -> float:
@@ -69,12 +77,11 @@ def zero_shot_accuracy(model: torch.nn.Module, concepts: list[int], style: str, 
                        seed: int = 1) -> float:
     """Top-1 accuracy of prompt matching among `concepts` on freshly rendered images of one style."""
     model.eval()
-    mean, std = (torch.tensor(x).view(1, 3, 1, 1) for x in input_mean_std(model.visual))
     tokenizer = tokenizer_for(DEMO_MODEL)
     text = F.normalize(model.encode_text(tokenizer([PROMPT.format(concept_name(c)) for c in concepts])), dim=-1)
     labels = np.repeat(np.arange(len(concepts)), per_concept)
     images = render(np.asarray(concepts)[labels], style, np.random.default_rng(seed))
-    pixels = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    pixels = _pixels(images, *_normaliser(model))
     feats = torch.cat([F.normalize(model.encode_image(chunk), dim=-1) for chunk in pixels.split(500)])
     return float(((feats @ text.T).argmax(1).numpy() == labels).mean())
 
@@ -86,7 +93,7 @@ def pretrain(config: PretrainConfig) -> tuple[torch.nn.Module, dict]:
     model = open_clip.create_model(DEMO_MODEL, pretrained=None).float()
     tokenizer = tokenizer_for(DEMO_MODEL)
     captions = tokenizer([PROMPT.format(concept_name(c)) for c in range(CONCEPTS)])
-    mean, std = (torch.tensor(x).view(1, 3, 1, 1) for x in input_mean_std(model.visual))
+    mean, std = _normaliser(model)
     optimiser = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98),
                                   eps=1e-6)
     start = time.time()
