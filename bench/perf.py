@@ -25,11 +25,11 @@ import open_clip
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.data.base import ArrayImages, LongTailData
+from bench.data.base import ArrayImages, DataError, LongTailData
 from bench.data.cifar import cifar_lt_counts
-from bench.models import create_clip
+from bench.models import WeightsUnavailableError, create_clip
 from bench.models.backbone import Backbone, input_size
-from bench.perf_loader import LoaderConfig, format_loader, measure_loader
+from bench.perf_loader import LoaderConfig, against_training, format_loader, measure_loader
 from bench.results import atomic_file
 from bench.training.engine import (autocast_factory, make_optimiser, optimiser_step, resolve_device,
                                    resolve_precision, train_step)
@@ -191,6 +191,8 @@ def run(config: PerfConfig) -> dict:
         REGIMES.get(name)
     torch.manual_seed(0)
     clip = create_clip(config.model, "none")
+    # first, so that a bad --loader-split stops the run before the regimes are measured
+    loader = measure_loader(config.loader, input_size(clip.visual), device.type == "cuda") if config.loader else None
     data = _synthetic_data(config.num_classes)
     precisions = {resolve_precision(s.precision, device) for s in config.settings}
     peaks = {p: matmul_peak_flops(device, p) for p in precisions}
@@ -206,10 +208,9 @@ def run(config: PerfConfig) -> dict:
             rows.append(row)
     probe = [r for r in rows if r["regime"] == "linear_probe" and r["setting"] == "ltbench"]
     cached = cached_probe_epoch(config, data, clip, device, probe[0]["eval_img_s"]) if probe else None
-    loader = None
-    if config.loader is not None:
+    if loader is not None:
         training = {r["regime"]: r["train_img_s"] for r in rows if r["setting"] == "ltbench" and r.get("train_img_s")}
-        loader = measure_loader(config.loader, input_size(clip.visual), device.type == "cuda", training)
+        loader = against_training(loader, training)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {"config": dataclasses.asdict(config), "device": f"{device} ({name})",
             "peak_matmul_tflops": {p: v / 1e12 for p, v in peaks.items()},
@@ -268,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         args.loader_images, args.batch_size, args.loader_split, args.loader_root, args.loader_workers)
     config = PerfConfig(model, tuple(args.regimes), args.num_classes, args.batch_size, args.eval_batch_size,
                         args.steps, args.warmup, args.device, args.compile, args.probe_images, loader)
-    report = run(config)
+    try:
+        report = run(config)
+    except (DataError, WeightsUnavailableError, ValueError) as exc:  # unknown names, bad loader folder
+        print(f"ltbench perf: error: {exc}", file=sys.stderr)
+        return 2
     print(format_table(report))
     if args.json:
         with atomic_file(args.json, "w") as fh:

@@ -77,8 +77,8 @@ def loader_img_s(source: FileImages, size: int, batch_size: int, workers: int, p
     return images / (time.perf_counter() - start)
 
 
-def measure_loader(config: LoaderConfig, size: int, pin_memory: bool, training_img_s: dict[str, float]) -> dict:
-    """Loader images/s per worker count, and how many workers each regime's training speed needs."""
+def measure_loader(config: LoaderConfig, size: int, pin_memory: bool) -> dict:
+    """Loader images/s per worker count (DataError names a missing or unreadable split file or image)."""
     limit = config.max_workers if config.max_workers is not None else len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="ltbench-loader-") as tmp:
         if config.split is not None:
@@ -89,10 +89,15 @@ def measure_loader(config: LoaderConfig, size: int, pin_memory: bool, training_i
         rel_paths, labels, line_numbers = parse_split_file(split)
         source = FileImages(root, rel_paths, labels, split, line_numbers)
         rates = {w: loader_img_s(source, size, config.batch_size, w, pin_memory) for w in worker_counts(limit)}
+    return {"source": what, "images": len(source), "crop": size, "img_s_by_workers": rates}
+
+
+def against_training(loader: dict, training_img_s: dict[str, float]) -> dict:
+    """The loader figures with, per regime, its training images/s and the fewest workers that keep up with it."""
+    rates = loader["img_s_by_workers"]
     needed = {regime: next((w for w, rate in rates.items() if rate >= train), None)
               for regime, train in training_img_s.items()}
-    return {"source": what, "images": len(source), "crop": size, "img_s_by_workers": rates,
-            "training_img_s": training_img_s, "workers_needed": needed}
+    return {**loader, "training_img_s": training_img_s, "workers_needed": needed}
 
 
 def format_loader(report: dict) -> str:

@@ -40,3 +40,14 @@ def test_each_regime_is_measured_on_its_own_copy_of_the_tower():
     before = sum(1 for _ in clip.visual.modules())
     _, _, vpt = _build(PerfConfig("ltbench-tiny"), "vpt", data, clip, torch.device("cpu"))
     assert sum(1 for _ in clip.visual.modules()) == before and vpt.visual is not clip.visual
+
+
+def test_bad_names_and_a_missing_loader_split_stop_with_a_clear_error_before_measuring(tmp_path, capsys):
+    assert main(["--model", "ltbench-tiny", "--regimes", "nope", "--device", "cpu"]) == 2
+    assert "unknown regime 'nope'" in capsys.readouterr().err
+    missing = tmp_path / "iNaturalist18_train.txt"
+    out = tmp_path / "perf.json"
+    assert main(["--model", "ltbench-tiny", "--regimes", "full", "--device", "cpu", "--loader-split", str(missing),
+                 "--json", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert f"split file not found: {missing}" in printed.err and "regime" not in printed.out and not out.exists()

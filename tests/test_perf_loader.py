@@ -4,7 +4,8 @@ from PIL import Image
 
 from bench.data.base import DataError
 from bench.data.split_files import parse_split_file
-from bench.perf_loader import LoaderConfig, format_loader, measure_loader, worker_counts, write_jpeg_folder
+from bench.perf_loader import (LoaderConfig, against_training, format_loader, measure_loader, worker_counts,
+                               write_jpeg_folder)
 
 
 def test_synthetic_folder_is_inaturalist_size_jpegs_listed_in_a_split_file(tmp_path):
@@ -26,7 +27,7 @@ def test_worker_counts_go_from_in_process_to_the_limit():
 def test_real_split_is_measured_and_workers_needed_follow_the_training_speed(tmp_path):
     split = write_jpeg_folder(tmp_path, 6)
     config = LoaderConfig(batch_size=2, split=split, max_workers=1)
-    report = measure_loader(config, 32, False, {"slow": 1e-3, "fast": 1e9})
+    report = against_training(measure_loader(config, 32, False), {"slow": 1e-3, "fast": 1e9})
     assert report["images"] == 6 and set(report["img_s_by_workers"]) == {0, 1}
     assert all(rate > 0 for rate in report["img_s_by_workers"].values())
     assert report["workers_needed"] == {"slow": 0, "fast": None}
@@ -38,4 +39,4 @@ def test_missing_image_names_the_split_file_and_line(tmp_path):
     split = write_jpeg_folder(tmp_path, 4)
     (tmp_path / parse_split_file(split)[0][2]).unlink()
     with pytest.raises(DataError, match=r"iNaturalist18_train.txt, line 3"):
-        measure_loader(LoaderConfig(batch_size=2, split=split, max_workers=0), 32, False, {})
+        measure_loader(LoaderConfig(batch_size=2, split=split, max_workers=0), 32, False)
