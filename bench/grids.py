@@ -59,10 +59,11 @@ def load_grid(path: str | Path) -> Grid:
     return grid
 
 
-def recipe_for(grid: Grid, point: dict):
+def recipe_for(grid: Grid, point: dict, base=None):
+    """The point's recipe: its axes applied to `base` (default: the regime's own recipe)."""
     regime = REGIMES.get(point["regime"])
     changes = {k: _text(v) for k, v in point.items() if k != "regime"}
-    return apply_overrides(regime.recipe, changes, f"grid {grid.name} ({point['regime']})")
+    return apply_overrides(base or regime.recipe, changes, f"grid {grid.name} ({point['regime']})")
 
 
 def grid_record(grid: Grid, members: list[tuple[dict, str, str, int]]) -> str:

@@ -60,4 +60,7 @@ def apply_overrides(config: Any, values: dict[str, str], scope: str) -> Any:
         if name not in fields:
             raise OverrideError(f"{scope} has no setting {name!r}; settings: {', '.join(sorted(fields))}")
         changes[name] = _convert(text, hints[name], f"{scope}.{name}")
-    return dataclasses.replace(config, **changes)
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as exc:  # a value out of its range (bench.fields)
+        raise OverrideError(f"--set {scope}.{exc}") from None

@@ -3,6 +3,7 @@ from typing import Literal, Optional
 
 from bench.models.tunable_block import tunable_blocks
 from bench.models.tuners import BottleneckAdapter, bottleneck_size
+from bench.fields import setting
 from bench.training.recipe import Recipe
 
 from .base import Regime, register_regime
@@ -11,7 +12,8 @@ from .base import Regime, register_regime
 @dataclass(frozen=True)
 class AdaptFormerRecipe(Recipe):
     variant: Literal["lift", "original"] = "lift"
-    bottleneck: Optional[int] = None  # None: lift 2^max(0, floor(log2(K / (2L)))), original 64
+    bottleneck: Optional[int] = setting(None, low=1,
+                                        help="None: lift 2^max(0, floor(log2(K / (2L)))), original 64")
 
 
 @register_regime("adaptformer")

@@ -41,6 +41,9 @@ class Regime:
         return make_classifier(recipe.classifier, recipe.classifier_init, backbone, data.num_classes,
                                recipe.classifier_scale)
 
+    def check(self, recipe: Recipe, visual: nn.Module) -> None:
+        """Raise ValueError before any training when `recipe` cannot run on this image tower."""
+
     def adapt(self, model: LongTailModel, data: LongTailData, recipe: Recipe) -> None:
         """Make the regime's backbone tensors trainable or inject new ones; the default trains none."""
 

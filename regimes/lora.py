@@ -3,6 +3,7 @@ from typing import Optional
 
 from bench.models.tunable_block import tunable_blocks
 from bench.models.tuners import LoRA, bottleneck_size
+from bench.fields import setting
 from bench.training.recipe import Recipe
 
 from .base import Regime, register_regime
@@ -10,7 +11,8 @@ from .base import Regime, register_regime
 
 @dataclass(frozen=True)
 class LoRARecipe(Recipe):
-    rank: Optional[int] = None  # None: 2^max(0, floor(log2(K / (4L)))), 16 for ImageNet-LT on ViT-B/16
+    rank: Optional[int] = setting(None, low=1,
+                                  help="None: 2^max(0, floor(log2(K / (4L)))), 16 for ImageNet-LT on ViT-B/16")
 
 
 @register_regime("lora")

@@ -5,6 +5,7 @@ from torch.nn.utils import parametrize
 
 from bench.models.tunable_block import tunable_blocks
 from bench.models.tuners import MaskedUpdate, random_mask
+from bench.fields import setting
 from bench.training.recipe import Recipe
 
 from .base import Regime, register_regime
@@ -12,13 +13,10 @@ from .base import Regime, register_regime
 
 @dataclass(frozen=True)
 class SparseRecipe(Recipe):
-    fraction: Optional[float] = None  # trainable share of the entries; None: K·D in all (a classifier's worth)
+    fraction: Optional[float] = setting(None, low=0, low_open=True, high=1,
+                                        help="trainable share of the entries; None: K·D in all (a classifier's worth)")
     location: Literal["all", "attn", "mlp"] = "all"
-    mask_seed: int = 0
-
-    def __post_init__(self):
-        if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"sparse.fraction must be in (0, 1], got {self.fraction}")
+    mask_seed: int = setting(0, low=0, high=2**63 - 1)
 
 
 def _targets(block, location: str) -> list[tuple[object, str]]:

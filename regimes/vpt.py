@@ -6,6 +6,7 @@ from torch import nn
 
 from bench.models.tunable_block import tunable_blocks
 from bench.models.tuners import bottleneck_size
+from bench.fields import setting
 from bench.training.recipe import Recipe
 
 from .base import Regime, register_regime
@@ -14,7 +15,7 @@ from .base import Regime, register_regime
 @dataclass(frozen=True)
 class VPTRecipe(Recipe):
     depth: Literal["deep", "shallow"] = "deep"  # prompts in every block, or in the first only
-    length: Optional[int] = None  # None: 2^max(0, floor(log2(K / prompted blocks)))
+    length: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / prompted blocks)))")
 
 
 @register_regime("vpt")

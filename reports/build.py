@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
+from bench.manifest import ManifestError
 from bench.results import atomic_file
 
-from .figures import DATASET_FIGURES, RUN_FIGURES, _stats_by_regime, grid_heatmap, grid_paired_tests
+from .figures import DATASET_FIGURES, RUN_FIGURES, grid_heatmap, grid_paired_tests, stats_by_row
 from .load import Run, load_run
 from .markdown import run_markdown
 from .verdict import verdict
@@ -38,13 +39,14 @@ rows.forEach(function(r){b.appendChild(r);});});});"""
 
 
 def summary_table(run: Run) -> pd.DataFrame:
+    """One line per data set and row (one recipe of a regime): means over that row's seeds only."""
     ok = run.main
     if ok.empty:
         return pd.DataFrame()
-    cols = [c for c, _, _ in SUMMARY]
-    table = ok.groupby(["dataset", "regime"])[cols].mean().reset_index()
-    table["seeds"] = ok.groupby(["dataset", "regime"]).seed.nunique().values
-    return table
+    groups = ok.groupby(["dataset", "row"])
+    table = groups[[c for c, _, _ in SUMMARY]].mean()
+    table.insert(0, "seeds", groups.seed.nunique())
+    return table.reset_index()
 
 
 def _cell(value, fmt="{:.2f}") -> tuple[str, str]:
@@ -83,74 +85,117 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def collect_figures(run: Run) -> list[tuple[str, str, object, str]]:
-    """(section, file stem, figure, caption) in report order."""
+def _attempt(problems: list[str], what: str, make, *args):
+    """`make(*args)`, or None with a line in `problems` when it raises: one bad part never costs the report."""
+    figures = set(plt.get_fignums())
+    try:
+        return make(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure of one part is reported, the rest still rendered
+        log.exception("report: %s failed", what)
+        for number in set(plt.get_fignums()) - figures:
+            plt.close(number)
+        problems.append(f"{what} could not be made: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _drawn(make, *args) -> tuple | None:
+    """(figure, caption, PNG): rendered here, so that a figure that cannot be saved fails inside the guard."""
+    made = make(*args)
+    return None if made is None else (*made, _png(made[0]))
+
+
+def collect_figures(run: Run, problems: list[str]) -> list[tuple[str, str, object, str, bytes]]:
+    """(section, file stem, figure, caption, PNG) in report order; a figure that cannot be drawn is a line in
+    `problems` instead."""
     out = []
-    for make in RUN_FIGURES:
-        made = make(run) if not run.ok.empty else None
+    for make in RUN_FIGURES if not run.main.empty else []:
+        made = _attempt(problems, f"figure {make.__name__}", _drawn, make, run)
         if made:
             out.append(("Accuracy and cost", make.__name__, *made))
-    for dataset in sorted(set(run.ok.dataset)):
+    for dataset in sorted(set(run.main.dataset)):
         for make in DATASET_FIGURES:
-            made = make(run, dataset)
+            made = _attempt(problems, f"figure {make.__name__} ({dataset})", _drawn, make, run, dataset)
             if made:
                 out.append((f"Class-conditional features: {dataset}", f"{make.__name__}-{dataset}", *made))
     for grid in run.grids:
-        made = grid_heatmap(run, grid)
+        made = _attempt(problems, f"heatmap of grid {grid['name']}", _drawn, grid_heatmap, run, grid)
         if made:
             out.append((f"Ablation grid: {grid['name']}", f"grid-{grid['name']}", *made))
-    return [(section, f"{i:02d}-{stem}", fig, caption) for i, (section, stem, fig, caption) in enumerate(out, 1)]
+    return [(section, f"{i:02d}-{stem}", *rest) for i, (section, stem, *rest) in enumerate(out, 1)]
 
 
 def few_shot_gaps(run: Run, dataset: str) -> dict[str, float | None]:
-    """Per regime, the few-shot pairwise-spread gap averaged over its seeds (None where no job measured it)."""
+    """Per row, the few-shot pairwise-spread gap averaged over its seeds (None where no job measured it)."""
     ok = run.main
     gaps = {}
-    for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
+    for row, rows in ok[ok.dataset == dataset].groupby("row"):
         values = [v for v in map(run.few_shot_gap, rows.job_id) if v is not None]
-        gaps[regime] = float(np.mean(values)) if values else None
+        gaps[row] = float(np.mean(values)) if values else None
     return gaps
 
 
-def build_report(run_dir: str | Path) -> tuple[Path, Path]:
-    run = load_run(run_dir)
+def provenance(run: Run) -> list[str]:
+    """Under which protocol the shown jobs ran and which split chose their hyper-parameters, as their plans
+    recorded it (older folders: that it is not recorded)."""
+    if run.manifest is None:
+        return ["This run folder has no manifest.json (written before plans were recorded): the protocol and how "
+                "the hyper-parameters were chosen are not recorded; main jobs and lightweight regimes follow "
+                "today's registry."]
+    shown = set(run.table.job_id)
+    sources: dict[tuple[str, str], set[str]] = {}
+    for plan in run.manifest.plans:
+        sources.setdefault((plan.protocol, plan.hparam_source), set()).update(shown & set(plan.job_ids))
+    lines = [f"Protocol {protocol} ({len(ids)} jobs shown): hyper-parameters from {source}."
+             for (protocol, source), ids in sources.items() if ids]
+    return lines or [f"manifest.json records {len(run.manifest.plans)} plans; no job of theirs is shown."]
+
+
+def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, Path]:
+    """report.html and report.pdf for any run folder; with `include_all`, stale results and results of no plan
+    are shown too (reports.load)."""
+    run = load_run(run_dir, include_all)
     run_dir = Path(run_dir)
-    figures = collect_figures(run)
+    problems = list(run.problems)
+    figures = collect_figures(run, problems)
+    findings = {dataset: _attempt(problems, f"findings for {dataset}",
+                                  lambda: verdict(run.main, dataset, few_shot_gaps(run, dataset))) or []
+                for dataset in sorted(set(run.main.dataset))}
     table = summary_table(run)
+    grid_tests = {grid["name"]: _attempt(problems, f"paired t-tests of grid {grid['name']}", grid_paired_tests,
+                                         run, grid) for grid in run.grids}
+    tail = _attempt(problems, "tail-class tables", worst_tail_classes, run) or ""
     parts = [f"<h1>ltbench report: {html.escape(run_dir.name)}</h1>",
-             f"<p>{len(run.ok)} finished jobs of {len(run.table)}; data sets: "
-             f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. Hyper-parameters are "
-             "the regimes' defaults or the grid points shown; like the references, nothing was tuned on a "
-             "validation split.</p>"]
-    if run.problems:
+             f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
+             f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
+             f"{html.escape(' '.join(provenance(run)))}</p>"]
+    if problems:
         parts.append('<h2>What is missing</h2><ul class="problems">' +
-                     "".join(f"<li>{html.escape(p)}</li>" for p in run.problems) + "</ul>")
+                     "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
     parts.append("<h2>Findings</h2>")
-    findings = {}
-    for dataset in sorted(set(run.ok.dataset)):
-        findings[dataset] = verdict(run.ok, dataset, few_shot_gaps(run, dataset))
+    if not findings:
+        parts.append("<p>No finished job of a regime's own recipe, so there is nothing to compare.</p>")
+    for dataset, lines in findings.items():
         parts.append(f"<h3>{html.escape(dataset)}</h3><ul>" +
-                     "".join(f"<li>{html.escape(line)}</li>" for line in findings[dataset]) + "</ul>")
+                     "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
     if not table.empty:
-        parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds; best per data set in bold.</p>")
-        renamed = table.rename(columns={c: t for c, t, _ in SUMMARY})
+        parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds; one line per recipe of a regime "
+                     "(the brackets name what sets its recipe apart); best per data set in bold.</p>")
+        renamed = table.rename(columns={"row": "regime", **{c: t for c, t, _ in SUMMARY}})
         parts.append(html_table(renamed, {t: h for _, t, h in SUMMARY if h is not None}, group="dataset"))
     section = None
-    for name, stem, fig, caption in figures:
+    for name, stem, _, caption, png in figures:
         if name != section:
             parts.append(f"<h2>{html.escape(name)}</h2>")
             section = name
-        png = _png(fig)
         with atomic_file(run_dir / "figures" / f"{stem}.png") as fh:
             fh.write(png)
         parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
                      f'{base64.b64encode(png).decode()}"><figcaption>{html.escape(caption)}</figcaption></figure>')
-    for grid in run.grids:
-        tests = grid_paired_tests(run, grid)
+    for name, tests in grid_tests.items():
         if tests is not None:
-            parts.append(f"<h3>{html.escape(grid['name'])}: paired t-test over seeds against the first point</h3>")
+            parts.append(f"<h3>{html.escape(name)}: paired t-test over seeds against the first point</h3>")
             parts.append(html_table(tests))
-    parts.append(worst_tail_classes(run))
+    parts.append(tail)
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ltbench report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}<script>{SORT_SCRIPT}</script></body></html>")
     html_path, pdf_path = run_dir / "report.html", run_dir / "report.pdf"
@@ -158,38 +203,42 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         fh.write(page)
     with atomic_file(pdf_path) as fh, PdfPages(fh) as pdf:
         cover = plt.figure(figsize=(8.3, 11.7))
-        text = [f"ltbench report: {run_dir.name}", ""] + [p for p in run.problems[:20]] + [""]
+        text = [f"ltbench report: {run_dir.name}", ""] + provenance(run) + [""] + problems[:20] + [""]
         for dataset, lines in findings.items():
             text += [dataset] + [f"  {line}" for line in lines] + [""]
         cover.text(0.05, 0.95, "\n".join(text), va="top", fontsize=8, wrap=True, family="monospace")
         pdf.savefig(cover)
         plt.close(cover)
-        for _, _, fig, caption in figures:
+        for _, _, fig, caption, _ in figures:
             fig.text(0.01, 0.005, caption, fontsize=7, va="bottom", wrap=True)
             pdf.savefig(fig)
-    for _, _, fig, _ in figures:
+    for _, _, fig, _, _ in figures:
         plt.close(fig)
     return html_path, pdf_path
 
 
 def worst_tail_classes(run: Run, n: int = 10) -> str:
-    """The few-shot classes whose feature gap is largest under full fine-tuning, by name (escaped)."""
+    """The few-shot classes whose feature gap is largest under full fine-tuning (each of its rows), by name
+    (escaped)."""
     parts = []
-    for dataset in sorted(set(run.ok.dataset)):
-        stats = _stats_by_regime(run, dataset)
-        if "full" not in stats:
-            continue
-        job = run.main.query("dataset == @dataset and regime == 'full'").job_id.iloc[0]
-        names = run.result(job)["dataset"].get("classnames") or []
-        s = stats["full"]
-        tail = np.flatnonzero(s["train_count"] < 20)
-        tail = tail[~np.isnan(s["gap_pairwise"][tail])]
-        order = tail[np.argsort(-s["gap_pairwise"][tail])][:n]
-        frame = pd.DataFrame({"class": [names[c] if c < len(names) else c for c in order],
-                              "train images": s["train_count"][order], "gap (pairwise)": s["gap_pairwise"][order]})
-        parts.append(f"<h3>{html.escape(dataset)}: tail classes with the largest gap under full fine-tuning</h3>"
-                     + html_table(frame))
+    for dataset in sorted(set(run.main.dataset)):
+        stats = stats_by_row(run, dataset)
+        rows = run.main[(run.main.dataset == dataset) & (run.main.regime == "full")]
+        for row in sorted(set(rows.row) & set(stats)):
+            parts.append(_tail_table(run, dataset, row, rows[rows.row == row].job_id.iloc[0], stats[row], n))
     return "".join(parts)
+
+
+def _tail_table(run: Run, dataset: str, row: str, job: str, s: dict, n: int) -> str:
+    names = run.result(job)["dataset"].get("classnames") or []
+    tail = np.flatnonzero(s["train_count"] < 20)
+    tail = tail[~np.isnan(s["gap_pairwise"][tail])]
+    order = tail[np.argsort(-s["gap_pairwise"][tail])][:n]
+    frame = pd.DataFrame({"class": [names[c] if c < len(names) else c for c in order],
+                          "train images": s["train_count"][order], "gap (pairwise)": s["gap_pairwise"][order]})
+    where = "full fine-tuning" + row[len("full"):]  # `full fine-tuning [epochs=1]` when full has several rows
+    return (f"<h3>{html.escape(dataset)}: tail classes with the largest gap under {html.escape(where)}</h3>"
+            + html_table(frame))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,12 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a run folder (the --out of a benchmark)")
     parser.add_argument("--markdown", action="store_true",
                         help="also print the results as Markdown tables, mean ± sd over seeds")
+    parser.add_argument("--all", dest="include_all", action="store_true",
+                        help="also show stale results (their data changed after they were planned) and results "
+                             "that no plan in manifest.json lists; the report says how many")
     args = parser.parse_args(argv)
     try:
-        html_path, pdf_path = build_report(args.run_dir)
+        html_path, pdf_path = build_report(args.run_dir, args.include_all)
         if args.markdown:
-            print(run_markdown(load_run(args.run_dir)))
-    except FileNotFoundError as exc:
+            print(run_markdown(load_run(args.run_dir, args.include_all)))
+    except (FileNotFoundError, ManifestError) as exc:
         print(f"ltbench report: error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {html_path} and {pdf_path}")

@@ -1,4 +1,6 @@
-"""The report's figures: each function takes the loaded run and returns (matplotlib figure, caption) or None."""
+"""The report's figures: each function takes the loaded run and returns (matplotlib figure, caption) or None.
+
+Bars, points and lines are per row (one recipe of a regime, reports.load), never an average of two recipes."""
 from __future__ import annotations
 
 import itertools
@@ -20,7 +22,7 @@ GROUPS = ["many", "medium", "few"]
 
 
 def _datasets(run: Run) -> list[str]:
-    return sorted(set(run.ok.dataset))
+    return sorted(set(run.main.dataset))
 
 
 def _rows(n: int, height: float = 3.2, width: float = 11.0):
@@ -35,14 +37,15 @@ def group_accuracy(run: Run):
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
         rows = ok[ok.dataset == dataset]
-        order = list(rows.groupby("regime").trainable_pct.mean().sort_values(kind="stable").index)
-        long = rows.melt(id_vars=["regime", "seed"], value_vars=GROUPS, var_name="group",
+        order = list(rows.groupby("row").trainable_pct.mean().sort_values(kind="stable").index)
+        long = rows.melt(id_vars=["row", "seed"], value_vars=GROUPS, var_name="group",
                          value_name="accuracy").dropna()
-        sns.barplot(long, x="regime", y="accuracy", hue="group", order=order, errorbar="sd", ax=ax)
-        means = long.groupby(["regime", "group"]).accuracy.mean()
+        sns.barplot(long, x="row", y="accuracy", hue="group", order=order, errorbar="sd", ax=ax)
+        means = long.groupby(["row", "group"]).accuracy.mean()
         ax.set_ylim(max(0.0, 5 * np.floor(means.min() / 5) - 5), min(100.0, means.max() + 5) if len(means) else 100)
         ax.set_title(f"{dataset} (regimes by trainable share of the backbone, lightest left)")
         ax.tick_params(axis="x", rotation=30)
+        ax.set_xlabel("")
         ax.legend(title="group", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig, ("Many / medium / few-shot accuracy per regime, ordered by trainable parameters (bars: mean over "
@@ -53,14 +56,14 @@ def per_class_vs_frequency(run: Run):
     ok = run.main
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
-        for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
+        for row, rows in ok[ok.dataset == dataset].groupby("row"):
             accs = [run.result(j)["metrics"]["test"]["per_class_acc"] for j in rows.job_id]
             acc = np.nanmean(np.array(accs, dtype=float), axis=0)
             counts = np.array(run.result(rows.job_id.iloc[0])["dataset"]["train_class_counts"])
             order = np.argsort(-counts, kind="stable")
             window = max(1, len(acc) // 10)
             smooth = pd.Series(acc[order]).rolling(window, min_periods=1, center=True).mean()
-            ax.plot(np.arange(len(acc)), smooth, label=regime)
+            ax.plot(np.arange(len(acc)), smooth, label=row)
         ax.set_title(f"{dataset}: per-class test accuracy, classes by training count (high → low), smoothed")
         ax.set_xlabel("class rank by training images")
         ax.set_ylabel("accuracy")
@@ -73,12 +76,12 @@ def accuracy_vs_parameters(run: Run):
     ok = run.main
     fig, axes = _rows(len(_datasets(run)), width=8)
     for ax, dataset in zip(axes, _datasets(run)):
-        mean = ok[ok.dataset == dataset].groupby("regime")[["top1", "few", "trainable_params", "epochs"]].mean()
+        mean = ok[ok.dataset == dataset].groupby("row")[["top1", "few", "trainable_params", "epochs"]].mean()
         x = mean.trainable_params.clip(lower=1)
         ax.scatter(x, mean.top1, s=20 + 15 * mean.epochs, alpha=0.7, label="overall")
         ax.scatter(x, mean.few, s=20 + 15 * mean.epochs, alpha=0.7, marker="^", label="few-shot")
-        for regime, row in mean.iterrows():
-            ax.annotate(regime, (max(row.trainable_params, 1), row.top1), fontsize=7)
+        for label, row in mean.iterrows():
+            ax.annotate(label, (max(row.trainable_params, 1), row.top1), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (log; zero-shot drawn at 1)")
         ax.set_ylabel("test accuracy")
@@ -89,18 +92,22 @@ def accuracy_vs_parameters(run: Run):
 
 
 def change_vs_zero_shot(run: Run):
+    """Against the data set's zero-shot row (the first by name, named in the title, when there are several)."""
     ok = run.main
     sets = [d for d in _datasets(run) if "zero_shot" in set(ok[ok.dataset == d].regime)]
     if not sets:
         return None
     fig, axes = _rows(len(sets))
     for ax, dataset in zip(axes, sets):
-        mean = ok[ok.dataset == dataset].groupby("regime")[GROUPS].mean()
-        delta = (mean - mean.loc["zero_shot"]).drop(index="zero_shot")
-        delta.plot.bar(ax=ax, rot=30)
+        rows = ok[ok.dataset == dataset]
+        zero_shot = sorted(set(rows[rows.regime == "zero_shot"].row))
+        mean = rows.groupby("row")[GROUPS].mean()
+        delta = (mean - mean.loc[zero_shot[0]]).drop(index=zero_shot)
+        if not delta.empty:
+            delta.plot.bar(ax=ax, rot=30)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel("points vs zero-shot")
-        ax.set_title(dataset)
+        ax.set_title(dataset if len(zero_shot) == 1 else f"{dataset}: against {zero_shot[0]}")
     fig.tight_layout()
     return fig, "Change in accuracy against zero-shot CLIP per group: how much each regime gains or loses."
 
@@ -109,7 +116,7 @@ def train_vs_test(run: Run):
     ok = run.main
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
-        rows = ok[ok.dataset == dataset].groupby("regime")[GROUPS + [f"train_{g}" for g in GROUPS]].mean()
+        rows = ok[ok.dataset == dataset].groupby("row")[GROUPS + [f"train_{g}" for g in GROUPS]].mean()
         gap = pd.DataFrame({g: rows[f"train_{g}"] - rows[g] for g in GROUPS})
         gap.plot.bar(ax=ax, rot=30)
         ax.set_ylabel("train − test accuracy")
@@ -125,7 +132,7 @@ def cost(run: Run):
                                  ["epochs", "wall time (s)", "training images/s", "peak memory (MB)"]):
         data = ok.dropna(subset=[column])
         if not data.empty:
-            sns.barplot(data, x="regime", y=column, hue="dataset", ax=ax, errorbar=None)
+            sns.barplot(data, x="row", y=column, hue="dataset", ax=ax, errorbar=None)
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=60, labelsize=7)
         ax.set_xlabel("")
@@ -133,30 +140,31 @@ def cost(run: Run):
     return fig, "Cost per regime: epochs, wall time, throughput and peak memory (GPU allocated, or CPU RSS)."
 
 
-def _stats_by_regime(run: Run, dataset: str) -> dict[str, dict]:
+def stats_by_row(run: Run, dataset: str) -> dict[str, dict]:
+    """Per row of `dataset`, the class statistics of its first job that has them."""
     ok = run.main
     out = {}
-    for regime, rows in ok[ok.dataset == dataset].groupby("regime"):
-        stats = run.stats(rows.job_id.iloc[0])
+    for row, rows in ok[ok.dataset == dataset].groupby("row"):
+        stats = next((s for s in map(run.stats, rows.job_id) if s is not None), None)
         if stats is not None:
-            out[regime] = stats
+            out[row] = stats
     return out
 
 
 def feature_histograms(run: Run, dataset: str):
-    stats = _stats_by_regime(run, dataset)
+    stats = stats_by_row(run, dataset)
     if not stats:
         return None
     fig, axes = plt.subplots(len(stats), 2, figsize=(10, 2.2 * len(stats)), squeeze=False)
     centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
-    for row, (regime, s) in zip(axes, stats.items()):
+    for row, (label, s) in zip(axes, stats.items()):
         counts = s["train_count"]
         for ax, (name, classes) in zip(row, [("head (> 100)", counts > 100), ("tail (< 20)", counts < 20)]):
             for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
                 hist = s[f"{split}_hist"][classes].sum(axis=0)
                 if hist.sum():
                     ax.plot(centres, hist / hist.sum(), color=colour, label=split)
-            ax.set_title(f"{regime}: {name} classes", fontsize=8)
+            ax.set_title(f"{label}: {name} classes", fontsize=8)
             ax.tick_params(labelsize=7)
         if row[0].get_legend_handles_labels()[0]:
             row[0].legend(fontsize=7)
@@ -167,12 +175,12 @@ def feature_histograms(run: Run, dataset: str):
 
 
 def feature_gap_vs_frequency(run: Run, dataset: str):
-    stats = _stats_by_regime(run, dataset)
+    stats = stats_by_row(run, dataset)
     if not stats:
         return None
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    for regime, s in stats.items():
-        ax.scatter(np.maximum(s["train_count"], 1), s["gap_pairwise"], s=8, alpha=0.6, label=regime)
+    for row, s in stats.items():
+        ax.scatter(np.maximum(s["train_count"], 1), s["gap_pairwise"], s=8, alpha=0.6, label=row)
     ax.set_xscale("log")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("training images of the class (log)")
@@ -185,20 +193,22 @@ def feature_gap_vs_frequency(run: Run, dataset: str):
 
 
 def class_mean_similarity(run: Run, dataset: str, max_classes: int = 200):
-    stats = _stats_by_regime(run, dataset)
-    chosen = [r for r in ("zero_shot", "linear_probe", "full", "lift_plus") if r in stats] or list(stats)[:3]
+    stats = stats_by_row(run, dataset)
+    regime_of = dict(zip(run.main.row, run.main.regime))
+    chosen = [row for regime in ("zero_shot", "linear_probe", "full", "lift_plus") for row in stats
+              if regime_of[row] == regime] or list(stats)[:3]
     if not chosen:
         return None
     fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.8), squeeze=False)
-    for ax, regime in zip(axes[0], chosen):
-        s = stats[regime]
+    for ax, row in zip(axes[0], chosen):
+        s = stats[row]
         order = np.argsort(-s["train_count"], kind="stable")
         order = order[np.linspace(0, len(order) - 1, min(max_classes, len(order))).astype(int)]
         means = s["test_means"][order].astype(np.float64)
         means = means / np.linalg.norm(means, axis=1, keepdims=True)
         sns.heatmap(means @ means.T, ax=ax, vmin=-1, vmax=1, cmap="vlag", xticklabels=False, yticklabels=False,
                     cbar=ax is axes[0][-1])
-        ax.set_title(regime, fontsize=9)
+        ax.set_title(row, fontsize=9)
     fig.suptitle(f"{dataset}: cosine similarity of test class means, classes sorted by frequency")
     fig.tight_layout()
     return fig, f"{dataset}: similarity between test class means (head classes top-left)."

@@ -1,4 +1,9 @@
-"""Read a run folder: job results as a table, per-class statistics, grids, and what is failed or missing."""
+"""Read a run folder: job results as a table, per-class statistics, grids, and what is failed, missing or left out.
+
+Which jobs are main jobs, their grids, lightweight flag and protocol come from the run's manifest.json, as they
+were when the jobs were planned; folders written before manifests existed fall back to today's registry. Every
+job gets a `row`: the jobs of one row share a recipe (config less the seed) and data, and only they are averaged.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -9,18 +14,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.manifest import Manifest, ManifestJob, read_manifest, recipe_id
 from bench.results import RunStore, table_row
 from regimes import REGIMES
+
+COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",
+           "top1", "many", "medium", "few", "train_top1", "train_many", "train_medium", "train_few",
+           "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
+           "peak_memory_mb"]
+NUMERIC = COLUMNS[COLUMNS.index("top1"):]
+LISTED = 5  # job labels named in one problem line
 
 
 @dataclass
 class Run:
     path: Path
-    results: list[dict]
-    table: pd.DataFrame  # one row per job (ok and failed)
-    grids: list[dict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # failed jobs, missing regimes, unreadable files
+    results: list[dict]  # the results shown (stale ones and those of no plan only with include_all)
+    table: pd.DataFrame  # one row per shown job (ok and failed); COLUMNS and table_row's
+    grids: list[dict] = field(default_factory=list)  # grid records, members reduced to the shown jobs
+    problems: list[str] = field(default_factory=list)  # failed, missing, left out, unreadable
     main_ids: set[str] = field(default_factory=set)  # jobs of the regimes' own recipes (not grid variants)
+    manifest: Manifest | None = None
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -49,60 +63,213 @@ class Run:
             return {k: z[k] for k in z.files}
 
 
-def _main_ids(results: list[dict], grids: list[dict]) -> set[str]:
-    """Jobs outside grids, and grid jobs whose recipe is their regime's default (epochs aside)."""
+def _derived_main_ids(results: list[dict], grids: list[dict]) -> set[str]:
+    """Without a plan to say it: jobs outside grids, and grid jobs whose recipe is their regime's default today
+    (epochs aside)."""
     grid_only = {j["job_id"] for g in grids for j in g["jobs"]}
 
     def is_main(result: dict) -> bool:
         if result.get("job_id") not in grid_only:
             return True
-        regime = result["config"]["regime"]
-        if regime not in REGIMES.names():
+        config = result.get("config") or {}
+        if config.get("regime") not in REGIMES.names():
             return False
-        default = dataclasses.asdict(REGIMES.get(regime).recipe)
-        recipe = result["config"]["recipe"]
+        default = dataclasses.asdict(REGIMES.get(config["regime"]).recipe)
+        recipe = config.get("recipe") or {}
         return all(recipe.get(k) == v for k, v in default.items() if k != "epochs")
 
-    return {r["job_id"] for r in results if is_main(r)}
+    return {r.get("job_id") for r in results if is_main(r)}
 
 
-def load_run(path: str | Path) -> Run:
+def _derived_lightweight(regime, trainable_pct) -> bool:
+    """Without a plan to say it: the registry's flag; an unknown name is light when it trains under 1%."""
+    if regime in REGIMES:
+        return REGIMES.get(regime).lightweight
+    return trainable_pct is not None and 0 < trainable_pct < 1.0
+
+
+def _flatten(value: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = item
+    return flat
+
+
+def _identity(result: dict, job: ManifestJob | None) -> dict:
+    """What two jobs must share to be averaged: the config less the seed, the split they ran on and, from the
+    manifest, protocol and data fingerprint (where the config does not hold them itself)."""
+    flat = _flatten({k: v for k, v in (result.get("config") or {}).items() if k != "seed"})
+    extra = {"split_fingerprint": result.get("split_fingerprint")}
+    if job is not None:
+        extra.update(protocol=job.protocol, data_fingerprint=job.data_fingerprint)
+    for key, value in extra.items():
+        if value is not None:
+            flat.setdefault(key, value)
+    return flat
+
+
+def _show(value, short: bool) -> str:
+    """A field's value in a row label: hashes cut to 8 characters and floats to 6 digits when `short`."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if short and isinstance(value, float):
+        return f"{value:g}"
+    if short and isinstance(value, str) and len(value) > 12 and all(c in "0123456789abcdef" for c in value):
+        return value[:8]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _labels(regime: str, recipes: dict[str, dict]) -> dict[str, str]:
+    """Per recipe key, the regime plus the fields in which its recipe differs from the regime's other ones,
+    e.g. `linear_probe [epochs=2]`; the bare regime name when it has one recipe."""
+    if len(recipes) == 1:
+        return {key: regime for key in recipes}
+    fields = sorted({name for flat in recipes.values() for name in flat
+                     if len({json.dumps(f.get(name), sort_keys=True) for f in recipes.values()}) > 1})
+    short = {name: name.rsplit(".", 1)[-1] for name in fields}
+    names = {name: s if list(short.values()).count(s) == 1 else name for name, s in short.items()}
+    for cut in (True, False):  # full values if cutting them made two labels equal
+        labels = {key: f"{regime} [{', '.join(f'{names[n]}={_show(flat.get(n), cut)}' for n in fields)}]"
+                  for key, flat in recipes.items()}
+        if len(set(labels.values())) == len(labels):
+            break
+    return labels
+
+
+def _rows(table: pd.DataFrame, identities: list[dict], main_ids: set[str]) -> list[str]:
+    """Each job's row label, told apart among the finished jobs of its data set and regime (among the main ones
+    for a main job, so a grid variant does not lengthen the main rows' labels). Failed jobs of no finished
+    recipe keep the regime name."""
+    keys = [json.dumps(flat, sort_keys=True, default=str) for flat in identities]
+    labels: dict[tuple, str] = {}
+    finished = table.status == "ok"
+    for pool in (finished, finished & table.job_id.isin(main_ids)):
+        for (dataset, regime), rows in table[pool].groupby(["dataset", "regime"]):
+            recipes = {keys[i]: identities[i] for i in rows.index}
+            labels.update({(dataset, key): label for key, label in _labels(str(regime), recipes).items()})
+    return [labels.get((d, k), str(r)) for d, r, k in zip(table.dataset, table.regime, keys)]
+
+
+def _table(results: list[dict], manifest: Manifest | None, main_ids: set[str]) -> pd.DataFrame:
+    planned = manifest.jobs if manifest else {}
+    rows, identities = [], []
+    for r in results:
+        job = planned.get(r.get("job_id"))
+        row = table_row(r)
+        dataset, timings = r.get("dataset") or {}, r.get("timings") or {}
+        row.update({"num_classes": dataset.get("num_classes"), "label": r.get("label"),
+                    "train_images_per_s": timings.get("train_images_per_s"),
+                    "peak_memory_mb": timings.get("peak_memory_mb"),
+                    "recipe_id": job.recipe_id if job else recipe_id(r.get("config") or {}),
+                    "lightweight": job.lightweight if job else _derived_lightweight(row["regime"],
+                                                                                    row["trainable_pct"]),
+                    "protocol": job.protocol if job else (r.get("config") or {}).get("protocol")})
+        rows.append(row)
+        identities.append(_identity(r, job))
+    table = pd.DataFrame(rows)
+    table = table.reindex(columns=list(dict.fromkeys(COLUMNS + list(table.columns))))
+    table[NUMERIC] = table[NUMERIC].apply(pd.to_numeric, errors="coerce")
+    table["lightweight"] = table.lightweight.eq(True)
+    table["row"] = _rows(table, identities, main_ids) if rows else pd.Series(dtype=object)
+    return table
+
+
+def _results(count: int) -> str:
+    return f"{count} result{'' if count == 1 else 's'}"
+
+
+def _listed(labels: list) -> str:
+    labels = sorted(str(label) for label in labels)
+    return ", ".join(labels[:LISTED]) + (f" and {len(labels) - LISTED} more" if len(labels) > LISTED else "")
+
+
+def _select(results: list[dict], manifest: Manifest, include_all: bool, problems: list[str]) -> list[dict]:
+    """The results of jobs the plans still stand by; stale ones and those of no plan only with `include_all`.
+    Says in `problems` what was left out (or let in) and why, and what the plans lack."""
+    by_id = {r.get("job_id"): r for r in results}
+    stale = manifest.stale_ids() & set(by_id)
+    unplanned = set(by_id) - set(manifest.jobs)
+    fate = "included (--all)" if include_all else "left out"
+    if stale:
+        problems.append(f"{_results(len(stale))} {fate} as stale: a later plan read their data set with other data "
+                        f"(split files or images changed): {_listed(manifest.jobs[i].label for i in stale)}"
+                        + ("" if include_all else "; `report --all` shows them"))
+    if unplanned:
+        problems.append(f"{_results(len(unplanned))} in jobs/ {fate}: no plan in manifest.json lists them (written "
+                        f"before it, or copied in): {_listed(by_id[i].get('label') or i for i in unplanned)}"
+                        + ("" if include_all else "; `report --all` shows them"))
+    current = manifest.current_ids()
+    absent = current - set(by_id)
+    if absent:
+        problems.append(f"{len(absent)} of {len(current)} planned jobs have no result yet (not run, running or "
+                        f"interrupted): {_listed(manifest.jobs[i].label for i in absent)}")
+    return results if include_all else [r for r in results if r.get("job_id") in current]
+
+
+def _read_grids(store: RunStore, problems: list[str]) -> list[dict]:
+    grids = []
+    for file in sorted((store.run_dir / "grids").glob("*.json")):
+        try:
+            grids.append(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            problems.append(f"unreadable grid file {file.name} (ignored): {exc}")
+    return grids
+
+
+def _shown_grid(grid: dict, shown: set[str], manifest: Manifest | None, problems: list[str]) -> dict:
+    """The grid record less the members left out (those of current plans that have no result yet stay, to be
+    named as missing); says which shown jobs the manifest places in the grid but its file lacks (rewritten by a
+    later run of a grid of that name)."""
+    if manifest is None:
+        return grid
+    listed = {j["job_id"] for j in grid["jobs"]}
+    keep = shown | (manifest.current_ids() & listed)
+    members = [j for j in grid["jobs"] if j["job_id"] in keep]
+    earlier = [job.label for job_id, job in manifest.jobs.items()
+               if grid["name"] in job.grids and job_id not in listed and job_id in shown]
+    if earlier:
+        problems.append(f"grid {grid['name']}: {len(earlier)} jobs planned in it earlier are not in grids/"
+                        f"{grid['name']}.json (rewritten by a later run), so not in its figures: {_listed(earlier)}")
+    return {**grid, "jobs": members}
+
+
+def load_run(path: str | Path, include_all: bool = False) -> Run:
+    """The run folder's results; with a manifest, stale results and those of no plan only with `include_all`."""
     store = RunStore(path)
     if not store.jobs_dir.is_dir():
         raise FileNotFoundError(f"{path} is not a run folder (no jobs/ in it); run a benchmark with --out {path}")
+    manifest = read_manifest(store.run_dir)
     results, problems = [], []
     for file in sorted(store.jobs_dir.glob("*.json")):
         try:
             results.append(json.loads(file.read_text(encoding="utf-8")))
-        except json.JSONDecodeError:
+        except (OSError, ValueError):
             problems.append(f"unreadable result file {file.name} (ignored)")
-    rows = []
+    if manifest is not None:
+        results = _select(results, manifest, include_all, problems)
+    shown = {r.get("job_id") for r in results}
+    grids = [_shown_grid(g, shown, manifest, problems) for g in _read_grids(store, problems)]
+    planned = manifest.jobs if manifest else {}
+    main_ids = {i for i in shown if i in planned and planned[i].main} | \
+        _derived_main_ids([r for r in results if r.get("job_id") not in planned], grids)
+    table = _table(results, manifest, main_ids)
     for r in results:
-        row = table_row(r)
-        dataset = r.get("dataset") or {}
-        timings = r.get("timings") or {}
-        row.update({"num_classes": dataset.get("num_classes"), "train_images_per_s": timings.get("train_images_per_s"),
-                    "peak_memory_mb": timings.get("peak_memory_mb"), "label": r.get("label")})
-        rows.append(row)
         if r.get("status") != "ok":
             problems.append(f"{r.get('label')} failed: {r.get('error')}")
-    table = pd.DataFrame(rows)
-    if table.empty:
-        table = pd.DataFrame(columns=["dataset", "regime", "seed", "status", "job_id"])
-    grids = []
-    for file in sorted((store.run_dir / "grids").glob("*.json")):
-        grids.append(json.loads(file.read_text(encoding="utf-8")))
-    known = set(table.job_id)
     for g in grids:
-        absent = [j for j in g["jobs"] if j["job_id"] not in known]
+        absent = [j for j in g["jobs"] if j["job_id"] not in shown]
         if absent:
             problems.append(f"grid {g['name']}: {len(absent)} of {len(g['jobs'])} jobs have no result yet")
-    main_ids = _main_ids(results, grids)
     main = table[table.job_id.isin(main_ids)]
-    regimes = sorted(set(main.regime))
-    for dataset in sorted(set(main.dataset)):
+    regimes = sorted(set(main.regime.dropna()))
+    for dataset in sorted(set(main.dataset.dropna())):
         have = set(main[main.dataset == dataset].regime)
         for regime in regimes:
             if regime not in have:
                 problems.append(f"{dataset}: no result for regime {regime}")
-    return Run(Path(path), results, table, grids, problems, main_ids)
+    return Run(Path(path), results, table, grids, problems, main_ids, manifest)

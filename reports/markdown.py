@@ -21,15 +21,16 @@ def _cell(values: pd.Series, fmt: str | None) -> str:
 
 
 def markdown_table(run: Run, dataset: str) -> str:
-    """One row per regime of `dataset`, sorted by few-shot accuracy; accuracies as mean ± sd over seeds."""
+    """One row per recipe of a regime on `dataset` (reports.load's `row`), sorted by few-shot accuracy;
+    accuracies as mean ± sd over seeds."""
     rows = run.main[run.main.dataset == dataset].copy()
     rows["few_gap"] = [run.few_shot_gap(job_id) for job_id in rows.job_id]
-    order = rows.groupby("regime").few.mean().sort_values(ascending=False).index
+    order = rows.groupby("row").few.mean().sort_values(ascending=False).index
     head = ["regime", "seeds"] + [title for _, title, _ in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for regime in order:
-        group = rows[rows.regime == regime]
-        cells = [regime, str(group.seed.nunique())] + [_cell(group[col], fmt) for col, _, fmt in COLUMNS]
+    for row in order:
+        group = rows[rows.row == row]
+        cells = [row, str(group.seed.nunique())] + [_cell(group[col], fmt) for col, _, fmt in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

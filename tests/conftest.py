@@ -32,4 +32,4 @@ def make_job(regime="linear_probe", dataset="synthetic_lt", seed=0, data_overrid
     if recipe.epochs is None:
         recipe = dataclasses.replace(recipe, epochs=data_config.epochs)
     return Job(dataset, data_config, regime, recipe, "ltbench-tiny", "none", seed,
-               runtime or Runtime(device="cpu"))
+               runtime=runtime or Runtime(device="cpu"))

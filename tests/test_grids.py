@@ -12,9 +12,10 @@ def test_shipped_grids_load_and_expand():
     assert sizes["lift_plus_components"] == 16 and sizes["sparse_fraction"] == 20
     args = build_parser().parse_args(["--datasets", "synthetic_lt", "--seeds", "0", "1", "--grid",
                                       str(REPO / "grids" / "lift_plus_components.yaml"), "--regimes", "lift_plus"])
-    jobs, records = expand_jobs(args, Runtime())
+    jobs, records, main_ids = expand_jobs(args, Runtime())
     assert len(jobs) == 32  # 16 points × 2 seeds; the default lift_plus job is one of them, kept once
     assert "lift_plus_components" in records and len({j.job_id for j in jobs}) == 32
+    assert len(main_ids) == 2 and main_ids <= {j.job_id for j in jobs}  # the default recipe, both seeds
 
 
 def test_bad_grid_files_name_the_problem(tmp_path):

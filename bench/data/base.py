@@ -13,10 +13,17 @@ from PIL import Image
 
 MANY_MIN = 100  # many-shot: more than 100 training images
 FEW_MAX = 20  # few-shot: fewer than 20; medium is 20..100 inclusive
+CLASSES_SHOWN = 5  # classes an error message names before "and N more"
 
 
 class DataError(RuntimeError):
     """Missing, unreadable or malformed data; the message names the file (and line) and the fix."""
+
+
+def name_classes(indices: Sequence[int], classnames: Sequence[str]) -> str:
+    """`3 'dog', 7 'cat' and 12 more`: enough to find the classes without flooding the message."""
+    shown = ", ".join(f"{i} {classnames[i]!r}" for i in indices[:CLASSES_SHOWN])
+    return shown + (f" and {len(indices) - CLASSES_SHOWN} more" if len(indices) > CLASSES_SHOWN else "")
 
 
 class ImageSource(ABC):
@@ -114,6 +121,22 @@ class LongTailData:
         for split_name, split in (("train", self.train), ("test", self.test)):
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= self.num_classes):
                 raise DataError(f"{self.name} {split_name} labels fall outside 0..{self.num_classes - 1}")
+        self._check_no_empty_class()
+
+    def _check_no_empty_class(self) -> None:
+        """A class without training images fails every job later, far from the cause; name it here."""
+        empty = np.flatnonzero(self.train_class_counts == 0)
+        if not len(empty):
+            return
+        if isinstance(self.train, FileImages):
+            where = f"the train split {self.train.list_file}"
+            fix = (f"list at least one training image of each class in {self.train.list_file}, or drop the class "
+                   f"from the class names and renumber the labels")
+        else:
+            where = f"the {self.name} train split"
+            fix = "change the data set's options so that every class keeps at least one training image"
+        raise DataError(f"{self.name}: {len(empty)} of {self.num_classes} classes have no image in {where}: "
+                        f"{name_classes(empty, self.classnames)}; {fix}")
 
     @property
     def num_classes(self) -> int:

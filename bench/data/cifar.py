@@ -4,10 +4,13 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .base import ArrayImages, DataError, LongTailData
+from bench.fields import MAX_EPOCHS, check_fields, setting
+
+from .base import ArrayImages, DataError, LongTailData, name_classes
 from .registry import register_dataset
 
 CIFAR_FOLDER = "cifar-100-python"
@@ -34,22 +37,88 @@ def long_tail_indices(labels: np.ndarray, counts: list[int], seed: int = 0) -> n
     return np.concatenate(chosen)
 
 
-def _read_pickle(path: Path) -> dict:
+# The only globals a CIFAR-100 pickle needs: numpy's array and dtype reconstruction (the genuine python-2 files
+# write `numpy.core.multiarray._reconstruct`; numpy 2 writes `numpy._core`; pickle protocol 5 uses `_frombuffer`).
+ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+})
+
+
+def _refetch(folder: Path) -> str:
+    return f"delete the folder {folder} and rerun with --download to fetch CIFAR-100 again"
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Refuses every global outside ALLOWED_GLOBALS, so a crafted file cannot run code (plain pickle would)."""
+
+    def __init__(self, fh: BinaryIO, path: Path):
+        super().__init__(fh, encoding="latin1")  # the genuine files are python-2 pickles
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise DataError(f"{self.path} asks to load the global {module}.{name}, which no CIFAR-100 pickle holds; "
+                            f"refused (a crafted pickle runs code this way). {_refetch(self.path.parent)}")
+        return super().find_class(module, name)
+
+
+def _read_pickle(path: Path) -> Any:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")
+            return CifarUnpickler(fh, path).load()
+    except DataError:
+        raise
     except Exception as exc:
-        raise DataError(f"cannot read CIFAR-100 file {path}: {exc}; delete it and rerun with --download") from exc
+        raise DataError(f"cannot read CIFAR-100 file {path}: {exc}; {_refetch(path.parent)}") from exc
 
 
-def _read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    entry = _read_pickle(folder / split)
+def _read_classnames(folder: Path) -> list[str]:
+    path = folder / "meta"
+    meta = _read_pickle(path)
+    names = meta.get("fine_label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{path} holds no 'fine_label_names' list of class names; {_refetch(folder)}")
+    return names
+
+
+def _fits_uint8(data: np.ndarray) -> bool:
+    if data.dtype == np.uint8:
+        return True
+    return data.dtype.kind in "iu" and (data.size == 0 or (data.min() >= 0 and data.max() <= 255))
+
+
+def _read_split(folder: Path, split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """N×32×32×3 images and N labels in 0..num_classes-1; a damaged file fails here, not as dropped labels later."""
+    path = folder / split
+    entry = _read_pickle(path)
     try:
-        data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = np.asarray(entry["fine_labels"], dtype=np.int64)
-    except (KeyError, ValueError) as exc:
-        raise DataError(f"{folder / split} is not a CIFAR-100 python pickle ('data', 'fine_labels'): {exc}") from exc
-    return np.ascontiguousarray(data), labels
+        data, labels = np.asarray(entry["data"]), np.asarray(entry["fine_labels"])
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise DataError(f"{path} is not a CIFAR-100 python pickle ('data', 'fine_labels'): {exc!r}; "
+                        f"{_refetch(folder)}") from exc
+    if data.ndim != 2 or data.shape[1] != 3072 or not _fits_uint8(data):
+        raise DataError(f"{path}: 'data' must be N×3072 pixel values in 0..255, got {data.dtype} {data.shape}; "
+                        f"{_refetch(folder)}")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+        raise DataError(f"{path}: 'fine_labels' must hold {len(data)} integer labels (one per image in 'data'), "
+                        f"got {labels.dtype} {labels.shape}; {_refetch(folder)}")
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        more = f" ({len(bad) - 1} more labels are out of range)" if len(bad) > 1 else ""
+        raise DataError(f"{path}: image {bad[0]} has label {labels[bad[0]]}, outside 0..{num_classes - 1} "
+                        f"({num_classes} classes in {folder / 'meta'}){more}; {_refetch(folder)}")
+    images = data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64, copy=False)
+
+
+def _check_every_class(folder: Path, labels: np.ndarray, classnames: list[str]) -> None:
+    """The long-tail selection pairs the i-th present class with count n_i: a missing class shifts every count."""
+    missing = np.flatnonzero(np.bincount(labels, minlength=len(classnames)) == 0)
+    if len(missing):
+        raise DataError(f"{folder / 'train'}: {len(missing)} of {len(classnames)} classes have no image: "
+                        f"{name_classes(missing, classnames)}; {_refetch(folder)}")
 
 
 @register_dataset("cifar100_lt")
@@ -57,10 +126,18 @@ def _read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 class Cifar100LT:
     """CIFAR-100-LT: long-tail train split of CIFAR-100 train, balanced 10,000-image test set."""
 
-    imbalance_ratio: float = 100.0
+    imbalance_ratio: float = setting(100.0, low=1)
     folder: str = ""  # data root by default; it must contain cifar-100-python/
-    split_seed: int = 0
-    epochs: int = 5
+    split_seed: int = setting(0, low=0, high=2**32 - 1)  # numpy's global seed
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+
+    def __post_init__(self):
+        check_fields(self)
+
+    def source_files(self, data_root: Path) -> list[Path]:
+        """The pickles a build reads: a change to one of them means a new build."""
+        folder = (Path(self.folder) if self.folder else data_root) / CIFAR_FOLDER
+        return [folder / name for name in ("train", "test", "meta")]
 
     def build(self, data_root: Path, download: bool) -> LongTailData:
         root = Path(self.folder) if self.folder else data_root
@@ -76,10 +153,11 @@ class Cifar100LT:
                 f"Pass --download to fetch them with torchvision, or point --data-root at the folder "
                 f"that contains {CIFAR_FOLDER}/."
             )
-        train_images, train_labels = _read_split(folder, "train")
-        test_images, test_labels = _read_split(folder, "test")
-        classnames = list(_read_pickle(folder / "meta")["fine_label_names"])
+        classnames = _read_classnames(folder)
         num_classes = len(classnames)
+        train_images, train_labels = _read_split(folder, "train", num_classes)
+        _check_every_class(folder, train_labels, classnames)
+        test_images, test_labels = _read_split(folder, "test", num_classes)
         per_class = len(train_labels) // num_classes
         keep = long_tail_indices(train_labels, cifar_lt_counts(per_class, num_classes, self.imbalance_ratio),
                                  self.split_seed)
@@ -97,10 +175,10 @@ class Cifar100LT:
 @register_dataset("cifar100_lt_ir50")
 @dataclass(frozen=True)
 class Cifar100LTIR50(Cifar100LT):
-    imbalance_ratio: float = 50.0
+    imbalance_ratio: float = setting(50.0, low=1)
 
 
 @register_dataset("cifar100_lt_ir10")
 @dataclass(frozen=True)
 class Cifar100LTIR10(Cifar100LT):
-    imbalance_ratio: float = 10.0
+    imbalance_ratio: float = setting(10.0, low=1)

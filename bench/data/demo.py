@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.fields import MAX_EPOCHS, check_fields, setting
+
 from .base import LongTailData
 from .registry import register_dataset
 from .shapes import concept_name, latin_square_concepts, render
@@ -17,16 +19,17 @@ from .synthetic import generated_long_tail
 class DemoLT:
     """100 nameable objects; training counts from `max_per_class` down by `imbalance_ratio`, balanced test."""
 
-    num_classes: int = 100
-    max_per_class: int = 150
-    imbalance_ratio: float = 100.0
-    test_per_class: int = 20
-    seed: int = 0
-    epochs: int = 5
+    num_classes: int = setting(100, low=2, high=100)
+    max_per_class: int = setting(150, low=1)
+    imbalance_ratio: float = setting(100.0, low=1)
+    test_per_class: int = setting(20, low=1)
+    seed: int = setting(0, low=0, high=2**63 - 1)
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+
+    def __post_init__(self):
+        check_fields(self)
 
     def build(self, data_root: Path, download: bool) -> LongTailData:
-        if not 2 <= self.num_classes <= 100:
-            raise ValueError("demo_lt.num_classes must be 2..100")
         concepts = np.asarray(latin_square_concepts(self.num_classes))
         rngs = {split: np.random.default_rng([self.seed, i]) for i, split in enumerate(("train", "test"))}
         return generated_long_tail(self, "demo_lt", [concept_name(c) for c in concepts],

@@ -21,10 +21,25 @@ def dataset_config(name: str, overrides: dict[str, str] | None = None) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _build_cached(config: Any, data_root: str, download: bool) -> LongTailData:
+def _build_cached(config: Any, data_root: str, download: bool, stamp: tuple) -> LongTailData:
     return config.build(Path(data_root), download)
 
 
+def _stamp(config: Any, data_root: Path) -> tuple:
+    """(path, size, mtime) of each file the build reads: an edited split file is never served from the cache."""
+    files = config.source_files(data_root) if hasattr(config, "source_files") else []
+    stamps = []
+    for path in files:
+        try:
+            stat = path.stat()
+            stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stamps.append((str(path), None, None))
+    return tuple(stamps)
+
+
 def build_dataset(config: Any, data_root: str | Path, download: bool = False) -> LongTailData:
-    """Build (once per process for a given config and root) the long-tail data set described by `config`."""
-    return _build_cached(config, str(Path(data_root).expanduser()), download)
+    """Build (once per process for a given config, root and state of its files) the long-tail data set
+    described by `config`."""
+    root = Path(data_root).expanduser()
+    return _build_cached(config, str(root), download, _stamp(config, root))

@@ -1,42 +1,75 @@
 """ImageNet-LT, Places-LT and iNaturalist 2018 from the standard `<relative path> <label>` split files."""
 from __future__ import annotations
 
+import codecs
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.fields import MAX_EPOCHS, check_fields, setting
+
 from .base import DataError, FileImages, LongTailData
 from .registry import register_dataset
 
 
+def read_utf8(path: Path) -> str:
+    """The text of `path`; a UTF-8 BOM is dropped (it would stick to the first name) and bad bytes name the line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0)
+        line = raw.count(b"\n", 0, start) + 1
+        raise DataError(f"{path}, line {line}: not valid UTF-8 (byte {raw[start]:#04x}); "
+                        f"save the file as UTF-8") from exc
+
+
 def parse_split_file(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
-    """Read `<relative path> <integer label>` lines; blank lines are skipped, anything else malformed is an error."""
+    """Read `<relative path> <integer label>` lines; blank lines are skipped, anything else malformed is an error,
+    and so is a path listed twice (it would be counted twice)."""
     if not path.is_file():
         raise DataError(f"split file not found: {path}")
     rel_paths, labels, line_numbers = [], [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            parts = text.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise DataError(f"{path}, line {lineno}: expected '<relative path> <integer label>', got {text!r}")
-            rel_paths.append(parts[0])
-            labels.append(int(parts[1]))
-            line_numbers.append(lineno)
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        parts = text.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DataError(f"{path}, line {lineno}: expected '<relative path> <integer label>', got {text!r}")
+        if parts[0] in first_line:
+            raise DataError(f"{path}, lines {first_line[parts[0]]} and {lineno}: {parts[0]!r} is listed twice; "
+                            f"delete one of the two lines")
+        first_line[parts[0]] = lineno
+        rel_paths.append(parts[0])
+        labels.append(int(parts[1]))
+        line_numbers.append(lineno)
     if not rel_paths:
         raise DataError(f"split file {path} lists no images")
     return rel_paths, np.asarray(labels, dtype=np.int64), line_numbers
+
+
+def check_disjoint(train: FileImages, test: FileImages) -> None:
+    """An image in both splits leaks test answers into training; name the first such line in each file."""
+    train_line = dict(zip(train.rel_paths, train.line_numbers))
+    shared = [(rel, line) for rel, line in zip(test.rel_paths, test.line_numbers) if rel in train_line]
+    if shared:
+        rel, line = shared[0]
+        more = f" ({len(shared) - 1} more images are in both)" if len(shared) > 1 else ""
+        raise DataError(f"{rel!r} is in both the train and the test split: {train.list_file}, line {train_line[rel]} "
+                        f"and {test.list_file}, line {line}{more}; delete it from one of the two files "
+                        f"(the standard split files share no image)")
 
 
 def read_classnames_txt(path: Path) -> list[str]:
     """One class name per line, in label order (ImageNet-LT / Places-LT `classnames.txt`)."""
     if not path.is_file():
         raise DataError(f"class-name file not found: {path}")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
 
 
 def read_inat_categories(path: Path) -> list[str]:
@@ -44,7 +77,7 @@ def read_inat_categories(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"categories file not found: {path}")
     try:
-        categories = json.loads(path.read_text(encoding="utf-8"))
+        categories = json.loads(read_utf8(path))
         names = {int(c["id"]): str(c["name"]) for c in categories}
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not an iNaturalist categories.json (a list of {{id, name, ...}}): {exc}") from exc
@@ -62,12 +95,20 @@ class SplitFileDataset:
     train_list: str = "train.txt"
     test_list: str = "test.txt"
     classnames_file: str = "classnames.txt"
-    epochs: int = 5
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+
+    def __post_init__(self):
+        check_fields(self)
 
     name = ""
 
     def read_classnames(self, path: Path) -> list[str]:
         return read_classnames_txt(path)
+
+    def source_files(self, data_root: Path) -> list[Path]:
+        """The files a build reads (besides the images): a change to one of them means a new build."""
+        split_dir = data_root / self.split_dir
+        return [split_dir / name for name in (self.classnames_file, self.train_list, self.test_list)]
 
     def build(self, data_root: Path, download: bool) -> LongTailData:
         if download:
@@ -93,6 +134,7 @@ class SplitFileDataset:
                 raise DataError(f"{list_file}, line {lines[i]}: label {labels[i]} outside 0..{len(classnames) - 1} "
                                 f"({len(classnames)} classes in {split_dir / self.classnames_file})")
             splits[split] = FileImages(image_root, rel_paths, labels, list_file, lines)
+        check_disjoint(splits["train"], splits["test"])
         return LongTailData(self.name, classnames, splits["train"], splits["test"], default_epochs=self.epochs)
 
 
@@ -119,7 +161,7 @@ class INaturalist2018(SplitFileDataset):
     split_dir: str = "iNaturalist2018"
     test_list: str = "val.txt"  # the official val list is the test set
     classnames_file: str = "categories.json"
-    epochs: int = 15
+    epochs: int = setting(15, low=1, high=MAX_EPOCHS)
     name = "inat2018"
 
     def read_classnames(self, path: Path) -> list[str]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.fields import MAX_EPOCHS, check_fields, setting
+
 from .base import ArrayImages, LongTailData
 from .cifar import cifar_lt_counts
 from .registry import register_dataset
@@ -57,17 +59,18 @@ def generated_long_tail(config, name: str, classnames: list[str], render_split) 
 class SyntheticLT:
     """20 classes (colour x pattern), CIFAR-LT profile from `max_per_class` down by `imbalance_ratio`."""
 
-    num_classes: int = 20
-    max_per_class: int = 200
-    imbalance_ratio: float = 100.0
-    test_per_class: int = 20
-    image_size: int = 32
-    seed: int = 0
-    epochs: int = 5
+    num_classes: int = setting(20, low=2, high=len(COLOURS) * len(PATTERNS))
+    max_per_class: int = setting(200, low=1)
+    imbalance_ratio: float = setting(100.0, low=1)
+    test_per_class: int = setting(20, low=1)
+    image_size: int = setting(32, low=8)
+    seed: int = setting(0, low=0, high=2**63 - 1)
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+
+    def __post_init__(self):
+        check_fields(self)
 
     def build(self, data_root: Path, download: bool) -> LongTailData:
-        if not 2 <= self.num_classes <= len(COLOURS) * len(PATTERNS):
-            raise ValueError(f"synthetic_lt.num_classes must be 2..{len(COLOURS) * len(PATTERNS)}")
         names = [f"{colour} {pattern}" for pattern in PATTERNS for colour in COLOURS][: self.num_classes]
         rng = np.random.default_rng(self.seed)  # one stream: train, then test
         return generated_long_tail(self, "synthetic_lt", names,

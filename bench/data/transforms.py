@@ -61,14 +61,17 @@ def _to_normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
 
 
 def train_transform(kind: str, size: int, num_epochs: int, mean, std) -> T.Compose:
+    """minimalist (LIFT+), rrc_flip (LIFT-plus `mda False`: bicubic RandomResizedCrop + flip), rrc_flip_bilinear
+    (the LIFT repository: torchvision's default bilinear), none (resize + centre crop)."""
     if kind == "minimalist":
         crop = [MinimalistCrop(size, num_epochs)]
-    elif kind == "rrc_flip":
-        crop = [T.RandomResizedCrop(size, interpolation=BICUBIC), T.RandomHorizontalFlip()]
+    elif kind in ("rrc_flip", "rrc_flip_bilinear"):
+        interpolation = BICUBIC if kind == "rrc_flip" else InterpolationMode.BILINEAR
+        crop = [T.RandomResizedCrop(size, interpolation=interpolation), T.RandomHorizontalFlip()]
     elif kind == "none":
         crop = [T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size)]
     else:
-        raise ValueError(f"unknown augmentation {kind!r}; valid: minimalist, rrc_flip, none")
+        raise ValueError(f"unknown augmentation {kind!r}; valid: minimalist, rrc_flip, rrc_flip_bilinear, none")
     return T.Compose(crop + _to_normalised_tensor(mean, std))
 
 

@@ -27,24 +27,44 @@ def parse_gpus(text: str | None) -> list[int] | None:
 
 def device_slots(device: str, gpus: list[int] | None, jobs_per_gpu: int, cpu_workers: int,
                  available: list[int] | None = None) -> list[str]:
-    """`cuda:N` once per job that may share GPU N, or `cpu` once per parallel CPU job.
+    """`cuda:N` once per job that may share GPU N, or `cpu` once per parallel CPU job. A device or GPU that
+    is not there is an error naming the option, never a silent fall-back to the CPU.
 
     `available` (the visible GPUs) is a parameter so that tests can pretend to have GPUs.
     """
     if jobs_per_gpu < 1 or cpu_workers < 1:
         raise ValueError("--jobs-per-gpu and --workers must be >= 1")
     available = visible_gpus() if available is None else available
-    use_gpu = device in ("auto", "cuda") and bool(available) and gpus != []
+    seen = ", ".join(map(str, available)) or "none"
     if device.startswith("cuda:"):
-        gpus, use_gpu = [int(device.split(":", 1)[1])], True
-    if not use_gpu:
-        if device == "cuda":
-            raise ValueError("device 'cuda' requested but no GPU is visible; use --device cpu")
+        index = device.split(":", 1)[1]
+        if not index.isdigit():
+            raise ValueError(f"--device {device!r}: expected cuda:N with a GPU index N")
+        if int(index) not in available:
+            raise ValueError(f"--device {device}: there is no GPU {index} on this machine (visible GPUs: {seen}); "
+                             f"use --device cpu or one of the visible GPUs")
+        if gpus:
+            raise ValueError(f"--device {device} and --gpus both choose GPUs; give one of them")
+        gpus = [int(index)]
+    elif device not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    if device == "cpu":
+        if gpus:
+            raise ValueError("--gpus chooses GPUs but --device cpu runs on the CPU; drop one of them")
+        return ["cpu"] * cpu_workers
+    if not available:
+        if device == "cuda" or device.startswith("cuda:"):
+            raise ValueError(f"--device {device}: no GPU is visible on this machine; use --device cpu")
+        if gpus:
+            raise ValueError(f"--gpus {','.join(map(str, gpus))}: no GPU is visible on this machine; "
+                             f"drop --gpus to run on the CPU")
+        return ["cpu"] * cpu_workers
+    if gpus == []:
         return ["cpu"] * cpu_workers
     chosen = available if gpus is None else gpus
     missing = sorted(set(chosen) - set(available))
     if missing:
-        raise ValueError(f"--gpus asks for GPU {missing[0]} but the visible GPUs are {available or 'none'}")
+        raise ValueError(f"--gpus asks for GPU {missing[0]} but the visible GPUs are {seen}")
     return [f"cuda:{g}" for g in chosen for _ in range(jobs_per_gpu)]
 
 

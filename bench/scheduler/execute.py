@@ -8,8 +8,9 @@ import traceback
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
-from bench.results import RunStore
+from bench.results import RunStore, storage_error
 from bench.training import Job
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,30 @@ def _failure(job: Job, exc: BaseException, log_path: Path) -> dict:
 
 
 def execute(job: Job, run_dir: str | Path) -> dict:
-    """Train and evaluate `job`; save its result (or its failure) atomically under `run_dir` and return it."""
+    """Train and evaluate `job`; save its result (or its failure) atomically under `run_dir` and return it.
+
+    A per-job lock makes two runs on one folder train a job once: the second waits, then takes the first's
+    result. A result that cannot be saved (full disk) comes back as a failure, so the run goes on."""
     store = RunStore(run_dir)
+    lock = FileLock(str(store.lock_path(job.job_id)))
+    try:
+        store.lock_path(job.job_id).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.warning("%s: another ltbench process is running this job; waiting for its result", job.label)
+            lock.acquire()
+    except OSError as exc:
+        return failure_record(job, str(storage_error(store.lock_path(job.job_id), exc) or exc))
+    try:
+        if not job.runtime.force and store.is_finished(job.job_id):
+            return store.load(job.job_id)
+        return _run_and_save(job, store)
+    finally:
+        lock.release()
+
+
+def _run_and_save(job: Job, store: RunStore) -> dict:
     log_path = store.log_path(job.job_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, encoding="utf-8")
@@ -87,7 +110,11 @@ def execute(job: Job, run_dir: str | Path) -> dict:
             lg.removeHandler(handler)
             lg.setLevel(level)
         handler.close()
-    store.save(result)
+    try:
+        store.save(result)
+    except OSError as exc:  # kept in memory: the summary and exit code say it; the rerun trains it again
+        log.error("%s: cannot save its result: %s", job.label, exc)
+        return failure_record(job, f"result not saved: {exc}", traceback=traceback.format_exc())
     if result["status"] == "ok":
         store.checkpoint_path(job.job_id).unlink(missing_ok=True)
     return result

@@ -17,10 +17,11 @@ from typing import Callable, Iterator
 
 from joblib import Parallel, delayed
 
-from bench.results import RunStore, atomic_file
+from bench.results import RunStore
 from bench.training import Job
 
 from .execute import execute, failure_record
+from .signals import track, untrack
 
 Launch = Callable[[Job, str, int], dict]  # (job, device slot, slot index) -> result
 
@@ -30,7 +31,8 @@ def _stamp(path: Path) -> int | None:
 
 
 def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) -> dict:
-    """Run `job` in a fresh Python process pinned to `slot`; its result comes back through the store."""
+    """Run `job` in a fresh Python process pinned to `slot`, in its own process group, dying with this one;
+    the job goes in through its standard input and its result comes back through the store."""
     store = RunStore(run_dir)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if slot.startswith("cuda:"):
@@ -38,14 +40,15 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
         slot = "cuda:0"
     job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, device=slot, progress_position=index + 1))
     before = _stamp(store.job_path(job.job_id))
-    job_file = store.run_dir / "pending" / f"{job.job_id}.pkl"
-    with atomic_file(job_file) as fh:
-        pickle.dump(job, fh)
+    process = subprocess.Popen([sys.executable, "-m", "bench.scheduler.worker", str(store.run_dir), str(os.getpid())],
+                               env=env, stdin=subprocess.PIPE, start_new_session=True)
+    track(process)
     try:
-        code = subprocess.call([sys.executable, "-m", "bench.scheduler.worker", str(store.run_dir), str(job_file)],
-                               env=env)
+        with process.stdin:
+            pickle.dump(job, process.stdin)
+        code = process.wait()
     finally:
-        job_file.unlink(missing_ok=True)
+        untrack(process)
     result = store.load(job.job_id) if _stamp(store.job_path(job.job_id)) != before else None
     if result is None:  # killed before it could record anything (segfault, OOM killer)
         result = failure_record(job, f"job process exited with code {code} before recording a result",

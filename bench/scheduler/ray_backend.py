@@ -34,5 +34,8 @@ def run_ray(jobs: list[Job], run_dir: str | Path, address: str | None, gpus_per_
             result = ray.get(done[0])
         except Exception as exc:  # the worker died (node lost, killed): record it like any failure
             result = failure_record(job, f"Ray task failed: {type(exc).__name__}: {exc}")
-        store.save(result)
+        try:
+            store.save(result)
+        except OSError as exc:  # the worker may have saved it; either way the run goes on
+            result.setdefault("save_error", str(exc))
         yield result

@@ -1,16 +1,20 @@
-"""`python -m bench.scheduler.worker RUN_DIR JOB_FILE`: run one pickled job (the local backend's child process)."""
+"""`python -m bench.scheduler.worker RUN_DIR PARENT_PID < JOB`: run one pickled job (the local backend's child)."""
 import logging
 import pickle
 import sys
 
 from bench.scheduler.execute import execute
+from bench.scheduler.signals import die_with_parent
 
 
-def main(run_dir: str, job_file: str) -> int:
+def main(run_dir: str, parent_pid: str) -> int:
+    die_with_parent(int(parent_pid))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    with open(job_file, "rb") as fh:
-        job = pickle.load(fh)
-    return 0 if execute(job, run_dir)["status"] == "ok" else 1
+    job = pickle.load(sys.stdin.buffer)
+    try:
+        return 0 if execute(job, run_dir)["status"] == "ok" else 1
+    except KeyboardInterrupt:  # the driver stopped the run; the job's epoch checkpoint stays for the rerun
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import bench
 from bench.cache import DiskCache
-from bench.data import build_dataset
+from bench.data import DataError, build_dataset, check_images
 from bench.data.loading import make_loader
 from bench.data.transforms import set_epoch, test_transform, train_transform
 from bench.evaluation import classification_metrics, extract_features, predict_from_features
 from bench.models import LongTailModel, create_clip
-from bench.models.backbone import input_mean_std, input_size, load_backbone, weights_identity
+from bench.models.backbone import activation_of, input_mean_std, input_size, load_backbone, weights_identity
 from bench.results import RunStore, atomic_file
 from bench.statistics import class_statistics, group_summary
 from regimes import get_regime
@@ -59,8 +59,10 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def seed_everything(seed: int) -> None:
+    """Python, numpy and torch from one seed; numpy takes 32 bits, so larger derived seeds wrap (every
+    seed below 2^32 seeds numpy exactly as before)."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -196,8 +198,9 @@ def _frozen_tower(model) -> bool:
 
 
 def _features_key(job: Job, data, split: str, size: int, tte: bool, precision: str, view: str = "test") -> dict:
-    key = {"kind": "features", "model": job.model, "weights": weights_identity(job.model, job.pretrained, job.seed),
-           "split": split, "fingerprint": data.fingerprint, "size": size, "tte": tte, "precision": precision}
+    key = {"kind": "features", "model": job.model,
+           "weights": weights_identity(job.model, job.pretrained, job.seed, quick_gelu=job.quick_gelu),
+           "split": split, "fingerprint": job.data_fingerprint or data.fingerprint, "size": size, "tte": tte, "precision": precision}
     return key if view == "test" else {**key, "view": view}
 
 
@@ -251,7 +254,7 @@ def _frozen_features(job: Job, data, size: int, device, precision, workers, cach
     def frozen_model() -> LongTailModel:
         if not towers:
             seed_everything(job.seed)  # random weights: the same draw as the job's backbone
-            tower = create_clip(job.model, job.pretrained).visual.requires_grad_(False)
+            tower = create_clip(job.model, job.pretrained, quick_gelu=job.quick_gelu).visual.requires_grad_(False)
             towers.append(LongTailModel(tower, torch.nn.Identity()).to(device))
         return towers[0]
 
@@ -293,10 +296,15 @@ def train(job: Job) -> dict:
     store = RunStore(runtime.run_dir) if runtime.run_dir else None
     cache = DiskCache(store.run_dir / "cache") if store else None
     data = build_dataset(job.dataset_config, runtime.data_root, runtime.download)
+    if job.data_fingerprint and check_images(data) != job.data_fingerprint:
+        raise DataError(f"{job.label}: the split files or images of {job.dataset} changed after this run was "
+                        f"planned; rerun the command, which plans new jobs for the new data")
     regime = get_regime(job.regime)
     recipe = job.recipe
     seed_everything(job.seed)
-    backbone = load_backbone(job.model, job.pretrained, data.classnames, device, cache=cache, seed=job.seed)
+    backbone = load_backbone(job.model, job.pretrained, data.classnames, device, cache=cache, seed=job.seed,
+                             quick_gelu=job.quick_gelu)
+    activation = activation_of(backbone.visual)
     model = regime.build(backbone, data, recipe).to(device)
     trainable = model.trainable_parameters()
     n_trainable = sum(p.numel() for _, p in trainable)
@@ -342,6 +350,10 @@ def train(job: Job) -> dict:
                     "loader_workers": workers},
         "dataset": data.summary(),
         "split_fingerprint": data.fingerprint,
+        "data_fingerprint": job.data_fingerprint,
+        "protocol": job.protocol,
+        "hparam_sources": job.hparam_sources,
+        "activation": activation,
         "metrics": metrics,
         "statistics": statistics,
         "params": {"trainable": n_trainable, "backbone": n_backbone,

@@ -26,6 +26,7 @@ class Runtime:
     run_dir: Optional[str] = None  # where epoch checkpoints, shared caches and logs go (None: nowhere)
     progress: bool = False  # a progress bar over the job's steps (on a terminal)
     progress_position: int = 0  # its line, when several jobs run at once
+    force: bool = False  # --force: rerun a job even when another process finished it meanwhile
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,26 @@ class Job:
     model: str
     pretrained: str
     seed: int
+    quick_gelu: bool = False  # the tower's activation (QuickGELU for OpenAI weights; bench.models.uses_quick_gelu)
+    data_fingerprint: str = ""  # the split and the image content under it (bench.data.check_images)
+    protocol: str = "reference"  # bench.protocols
     runtime: Runtime = field(default_factory=Runtime, compare=False)
+    hparam_sources: dict = field(default_factory=dict, compare=False)  # recipe field -> where its value came from
 
     def config(self) -> dict:
-        """Everything that determines the result (the job id hashes exactly this)."""
+        """Everything that determines the result (the job id hashes exactly this): changed data, another
+        activation or another recipe is another job, never a reused result."""
         return {
             "dataset": self.dataset,
             "dataset_config": {"type": type(self.dataset_config).__name__,
                                **dataclasses.asdict(self.dataset_config)},
+            "data_fingerprint": self.data_fingerprint,
             "regime": self.regime,
             "recipe": dataclasses.asdict(self.recipe),
+            "protocol": self.protocol,
             "model": self.model,
             "pretrained": self.pretrained,
+            "quick_gelu": self.quick_gelu,
             "seed": self.seed,
         }
 

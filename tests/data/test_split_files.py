@@ -43,7 +43,7 @@ def _write_image(path, colour):
     Image.new("RGB", (40, 30), colour).save(path)
 
 
-def _tree(root, name):
+def write_tree(root, name):
     """A tiny data tree in the real layout of each data set: images, split files, class names."""
     layouts = {
         "imagenet_lt": ("ImageNet", "ImageNet_LT", "train/n0000000{c}/n0000000{c}_{i}.JPEG",
@@ -77,7 +77,7 @@ def _tree(root, name):
 
 @pytest.mark.parametrize("name", ["imagenet_lt", "places_lt", "inat2018"])
 def test_tiny_tree_loads_end_to_end(tmp_path, name):
-    _tree(tmp_path, name)
+    write_tree(tmp_path, name)
     data = build_dataset(dataset_config(name), tmp_path)
     assert list(data.train_class_counts) == [3, 2, 1] and len(data.test) == 3
     if name == "inat2018":
@@ -92,7 +92,7 @@ def test_tiny_tree_loads_end_to_end(tmp_path, name):
 
 
 def test_missing_image_names_file_and_line(tmp_path):
-    split = _tree(tmp_path, "places_lt")
+    split = write_tree(tmp_path, "places_lt")
     (tmp_path / "Places" / "train/class0/00000001.jpg").unlink()
     data = build_dataset(dataset_config("places_lt"), tmp_path)
     with pytest.raises(DataError, match=r"image not found: .*00000001\.jpg.*train\.txt, line 2"):
@@ -101,7 +101,7 @@ def test_missing_image_names_file_and_line(tmp_path):
 
 
 def test_unreadable_image_names_file_and_line(tmp_path):
-    _tree(tmp_path, "imagenet_lt")
+    write_tree(tmp_path, "imagenet_lt")
     (tmp_path / "ImageNet" / "train/n00000001/n00000001_1.JPEG").write_bytes(b"\xff\xd8 garbage")
     data = build_dataset(dataset_config("imagenet_lt"), tmp_path)
     with pytest.raises(DataError, match=r"cannot read image .*n00000001_1\.JPEG.*train\.txt, line 5"):
@@ -110,7 +110,7 @@ def test_unreadable_image_names_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("line", ["just_a_path.jpg", "a.jpg notanumber", "a.jpg 1.5"])
 def test_malformed_line_names_file_and_line(tmp_path, line):
-    split = _tree(tmp_path, "places_lt")
+    split = write_tree(tmp_path, "places_lt")
     lines = (split / "train.txt").read_text().splitlines()
     lines.insert(2, line)
     (split / "train.txt").write_text("\n".join(lines))
@@ -119,15 +119,85 @@ def test_malformed_line_names_file_and_line(tmp_path, line):
 
 
 def test_label_outside_class_list(tmp_path):
-    split = _tree(tmp_path, "places_lt")
+    split = write_tree(tmp_path, "places_lt")
     (split / "test.txt").write_text("val/class0/x.jpg 7\n")
     with pytest.raises(DataError, match=r"test\.txt, line 1: label 7 outside 0..2"):
         build_dataset(dataset_config("places_lt"), tmp_path)
 
 
 def test_missing_split_file_says_how_to_set_it(tmp_path):
-    _tree(tmp_path, "imagenet_lt")
+    write_tree(tmp_path, "imagenet_lt")
     with pytest.raises(DataError, match=r"train_list not found: .*train2\.txt.*--set imagenet_lt\.split_dir=DIR"):
         build_dataset(dataset_config("imagenet_lt", {"train_list": "train2.txt"}), tmp_path)
     with pytest.raises(DataError, match=r"classnames_file not found: .*elsewhere"):
         build_dataset(dataset_config("imagenet_lt", {"split_dir": "elsewhere"}), tmp_path)
+
+
+def test_byte_order_mark_is_dropped(tmp_path):
+    split = write_tree(tmp_path, "places_lt")
+    for name in ("classnames.txt", "train.txt"):
+        (split / name).write_bytes(b"\xef\xbb\xbf" + (split / name).read_bytes())
+    data = build_dataset(dataset_config("places_lt"), tmp_path)
+    assert data.classnames[0] == "first_class" and data.train.rel_paths[0] == "train/class0/00000000.jpg"
+    assert data.train.load(0).size == (40, 30)
+
+
+@pytest.mark.parametrize("name, bom", [("train.txt", False), ("train.txt", True), ("classnames.txt", False)])
+def test_invalid_utf8_names_file_and_line(tmp_path, name, bom):
+    split = write_tree(tmp_path, "places_lt")
+    lines = (split / name).read_bytes().split(b"\n")
+    lines[1] = b"\xe9" + lines[1]  # a latin-1 "é"
+    (split / name).write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines))
+    with pytest.raises(DataError, match=rf"{name}, line 2: not valid UTF-8 \(byte 0xe9\); save the file as UTF-8"):
+        build_dataset(dataset_config("places_lt"), tmp_path)
+
+
+def test_inaturalist_categories_with_bom_or_bad_encoding(tmp_path):
+    split = write_tree(tmp_path, "inat2018")
+    categories = split / "categories.json"
+    text = json.dumps([{"id": 0, "name": "Species 0"}, {"id": 1, "name": "Spécies 1"}, {"id": 2, "name": "x"}],
+                      ensure_ascii=False, indent=1)
+    categories.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_inat_categories(categories)[:2] == ["Species 0", "Spécies 1"]
+    categories.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError, match=r"categories\.json, line 8: not valid UTF-8.*save the file as UTF-8"):
+        build_dataset(dataset_config("inat2018"), tmp_path)
+
+
+def test_duplicate_line_names_both_lines(tmp_path):
+    split = write_tree(tmp_path, "imagenet_lt")
+    lines = (split / "train.txt").read_text().splitlines()
+    (split / "train.txt").write_text("\n".join(lines + [lines[1]]) + "\n")
+    with pytest.raises(DataError, match=r"train\.txt, lines 2 and 7: 'train/n00000000/n00000000_1\.JPEG' is listed "
+                                        r"twice; delete one of the two lines"):
+        build_dataset(dataset_config("imagenet_lt"), tmp_path)
+
+
+def test_image_in_train_and_test_names_both_files_and_lines(tmp_path):
+    split = write_tree(tmp_path, "places_lt")
+    train_lines = (split / "train.txt").read_text().splitlines()
+    (split / "test.txt").write_text("\n".join(["val/class0/Places365_val_00.jpg 0", train_lines[4], train_lines[2]]))
+    with pytest.raises(DataError) as error:
+        build_dataset(dataset_config("places_lt"), tmp_path)
+    message = str(error.value)
+    assert "'train/class1/00000001.jpg' is in both the train and the test split" in message
+    assert f"{split / 'train.txt'}, line 5 and {split / 'test.txt'}, line 2 (1 more images are in both)" in message
+    assert "delete it from one of the two files" in message
+
+
+def test_class_without_training_images_names_class_and_split_file(tmp_path):
+    split = write_tree(tmp_path, "places_lt")
+    (split / "classnames.txt").write_text("first_class\nsecond\nthird\nfourth\n")
+    with pytest.raises(DataError) as error:
+        build_dataset(dataset_config("places_lt"), tmp_path)
+    message = str(error.value)
+    assert message.startswith("places_lt: 1 of 4 classes have no image in the train split ")
+    assert f"{split / 'train.txt'}: 3 'fourth'; list at least one training image of each class in" in message
+
+
+def test_many_empty_classes_are_counted(tmp_path):
+    split = write_tree(tmp_path, "imagenet_lt")
+    (split / "classnames.txt").write_text("\n".join(f"class {i}" for i in range(10)))
+    with pytest.raises(DataError, match=r"7 of 10 classes have no image in the train split .*train\.txt: "
+                                        r"3 'class 3', 4 'class 4', 5 'class 5', 6 'class 6', 7 'class 7' and 2 more"):
+        build_dataset(dataset_config("imagenet_lt"), tmp_path)

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from bench.data import build_dataset, dataset_config
+from bench.data import DataError, build_dataset, dataset_config
 from bench.data.synthetic import SyntheticLT
 
 
@@ -22,3 +23,10 @@ def test_long_tail_profile_with_all_groups():
     assert data.classnames[0] == "red stripes" and len(set(data.classnames)) == 20
     image = data.train.load(0)
     assert image.size == (32, 32) and image.mode == "RGB"
+
+
+def test_options_that_leave_a_class_without_training_images_are_refused():
+    with pytest.raises(DataError, match=r"synthetic_lt: 3 of 20 classes have no image in the synthetic_lt train "
+                                        r"split: 17 'pink checks', 18 'brown checks', 19 'gray checks'; "
+                                        r"change the data set's options"):
+        SyntheticLT(max_per_class=50).build(None, False)

@@ -48,7 +48,7 @@ def test_offline_weights_error_says_how_to_provide_them():
         create_clip("ViT-B-16", "openai")
     message = str(info.value)
     assert "not available offline" in message and "--pretrained /path/to/checkpoint" in message
-    assert "ViT-B-16-quickgelu" in message and "cache" in message
+    assert "ViT-B-16-quickgelu" in message and "--quick-gelu" in message and "cache" in message
 
 
 def test_local_checkpoint_file(tmp_path, tiny):

@@ -118,7 +118,7 @@ def test_sparse_fraction_and_mask_seed(synthetic):
     assert int(c_fc.mask.sum()) == int(512 * 128 * 0.01)
     _, other = _build("sparse", synthetic, dataclasses.replace(recipe, mask_seed=1))
     assert not torch.equal(c_fc.mask, other.visual.transformer.resblocks[0].mlp.c_fc.parametrizations.weight[0].mask)
-    with pytest.raises(ValueError, match=r"sparse.fraction must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"fraction must be > 0 and <= 1, got 1.5"):
         dataclasses.replace(recipe, fraction=1.5)
 
 

@@ -15,10 +15,25 @@ def test_slots_from_gpus_and_jobs_per_gpu():
     assert device_slots("cpu", None, 1, 2, available=[0, 1]) == ["cpu", "cpu"]
     assert device_slots("auto", [], 1, 1, available=[0]) == ["cpu"]  # --gpus none
     assert device_slots("cuda:1", None, 2, 1, available=[0, 1]) == ["cuda:1", "cuda:1"]
-    with pytest.raises(ValueError, match="visible GPUs are \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="visible GPUs are 0, 1"):
         device_slots("auto", [0, 4], 1, 1, available=[0, 1])
-    with pytest.raises(ValueError, match="no GPU is visible; use --device cpu"):
-        device_slots("cuda", None, 1, 1, available=[])
+
+
+@pytest.mark.parametrize("device, gpus, available, message", [
+    ("cuda", None, [], "--device cuda: no GPU is visible on this machine; use --device cpu"),
+    ("cuda:0", None, [], "--device cuda:0: there is no GPU 0 on this machine \\(visible GPUs: none\\)"),
+    ("cuda:3", None, [0, 1], "no GPU 3 on this machine \\(visible GPUs: 0, 1\\)"),
+    ("auto", [7], [], "--gpus 7: no GPU is visible on this machine"),
+    ("cpu", [0], [0], "--device cpu runs on the CPU"),
+    ("cuda:0", [1], [0, 1], "give one of them"),
+    ("gpu", None, [0], "unknown --device 'gpu'"),
+])
+def test_a_device_that_is_not_there_is_an_error_naming_the_option(device, gpus, available, message):
+    with pytest.raises(ValueError, match=message):
+        device_slots(device, gpus, 1, 1, available=available)
+
+
+def test_gpu_list_parsing():
     assert parse_gpus("0, 2,3") == [0, 2, 3] and parse_gpus(None) is None and parse_gpus("none") == []
     with pytest.raises(ValueError, match="expected GPU indices"):
         parse_gpus("gpu0")

@@ -1,0 +1,86 @@
+"""Typed config fields with their valid range: every number a user can set is checked where it is set.
+
+A field declared with `setting(default, low=..., high=...)` carries its bounds in the dataclass field's
+metadata; `check_fields(config)` (called from each config's `__post_init__`) rejects a value out of
+range, and every float field, declared or not, must be finite: `--set full.lr=inf` never reaches training.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MAX_EPOCHS = 10_000  # per-epoch seeds are seed·100003 + epoch: epochs below this never collide across seeds
+
+
+@dataclass(frozen=True)
+class Bounds:
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def describe(self) -> str:
+        low = "" if self.low is None else f"{'>' if self.low_open else '>='} {_text(self.low)}"
+        high = "" if self.high is None else f"{'<' if self.high_open else '<='} {_text(self.high)}"
+        return " and ".join(part for part in (low, high) if part)
+
+
+def _text(value: float) -> str:
+    """A bound or value as the user would write it: 2147483647, not 2.14748e+09."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
+
+
+def setting(default: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False, help: str = "") -> Any:
+    """A dataclass field with a valid range (None, where the type allows it, always passes)."""
+    return dataclasses.field(default=default, metadata={
+        "bounds": Bounds(low, high, low_open, high_open), "help": help})
+
+
+def field_error(config: Any, name: str, value: Any) -> str | None:
+    """Why `value` is not valid for field `name` of `config`, or None."""
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    bounds = next(f for f in dataclasses.fields(config) if f.name == name).metadata.get("bounds")
+    if bounds is not None and isinstance(value, (int, float)) and not bounds.admits(value):
+        return f"must be {bounds.describe()}, got {_text(value)}"
+    return None
+
+
+def check_fields(config: Any) -> None:
+    """Raise ValueError naming the field for the first value out of its range (or not finite); call it from
+    the config's `__post_init__` (apply_overrides adds the `--set SCOPE.` in front)."""
+    for f in dataclasses.fields(config):
+        problem = field_error(config, f.name, getattr(config, f.name))
+        if problem:
+            raise ValueError(f"{f.name} {problem}")
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False):
+    """An argparse `type` for a finite int or float in range: bad values stop at parse time with exit 2."""
+    bounds = Bounds(low, high, low_open)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if not bounds.admits(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds.describe()}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

@@ -1,0 +1,76 @@
+"""Stopping a run cleanly: SIGTERM acts like Ctrl-C, and child job processes never outlive the run.
+
+Children run in their own process group (a terminal's Ctrl-C reaches only the driver, which stops them),
+and ask the kernel to be sent SIGTERM when the driver dies, even by SIGKILL (Linux PR_SET_PDEATHSIG).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+_CHILDREN: set[subprocess.Popen] = set()
+_LOCK = threading.Lock()
+PR_SET_PDEATHSIG = 1
+
+
+def track(process: subprocess.Popen) -> None:
+    with _LOCK:
+        _CHILDREN.add(process)
+
+
+def untrack(process: subprocess.Popen) -> None:
+    with _LOCK:
+        _CHILDREN.discard(process)
+
+
+def stop_children(grace_s: float = 10.0) -> None:
+    """SIGTERM every running child's process group, then SIGKILL what is left after `grace_s`."""
+    with _LOCK:
+        children = list(_CHILDREN)
+    for process in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in children:
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_on_signals():
+    """In the main thread: SIGTERM raises KeyboardInterrupt like Ctrl-C; an interrupt stops every child job
+    process before it propagates."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        stop_children()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a child job process: SIGTERM (raised here as KeyboardInterrupt) when the driver dies, whatever
+    killed it; exit at once if it is already gone."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        raise SystemExit(130)
