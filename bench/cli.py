@@ -168,6 +168,10 @@ def expand_jobs(args: argparse.Namespace, runtime: Runtime, fingerprints: dict |
             added.append(jobs.setdefault(job.job_id, job))
         return added
 
+    if args.imbalance_ratio is not None and not any(
+            hasattr(dataset_config(name), "imbalance_ratio") for name in args.datasets):
+        raise OverrideError(f"--imbalance-ratio: none of the data sets {', '.join(args.datasets)} has an imbalance "
+                            f"ratio (CIFAR-100-LT and the generated sets do)")
     for dataset in dict.fromkeys(args.datasets):
         data_config = dataset_config(dataset, overrides.get(dataset))
         if args.imbalance_ratio is not None and hasattr(data_config, "imbalance_ratio"):
@@ -306,14 +310,14 @@ def plan_run(args: argparse.Namespace) -> tuple[list[Job], dict[str, str], set[s
                       progress=sys.stderr.isatty(), force=args.force)
     draft, _, _ = expand_jobs(args, runtime)  # names, overrides and grids are checked before any data is read
     fingerprints = check_data((job.dataset_config for job in draft), runtime, args.verify_images)
+    store = RunStore(args.out)
+    store.check_writable()  # before the models are built: a bad --out costs seconds, not minutes
     quick_gelu = uses_quick_gelu(args.model, args.pretrained, args.quick_gelu)
     jobs, grid_records, main_ids = expand_jobs(args, runtime, fingerprints, quick_gelu)
     if args.backend == "ray":  # devices and progress bars live on the cluster's nodes
         jobs = [dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
                 for j in jobs]
     preflight(jobs, runtime, None if args.backend == "ray" else slots[0])
-    store = RunStore(args.out)
-    store.check_writable()
     return jobs, grid_records, main_ids, slots, store
 
 
@@ -329,7 +333,7 @@ def _manifest_entries(jobs: list[Job], grid_records: dict[str, str], main_ids: s
                         protocol=job.protocol) for job in jobs]
 
 
-def finish(store: RunStore, results: list[dict], args: argparse.Namespace) -> None:
+def finish(store: RunStore, results: list[dict], write_report: bool) -> None:
     """results.csv, the summary and the report: written whatever failed, each failure logged, not raised."""
     try:
         table = store.write_table()
@@ -337,7 +341,7 @@ def finish(store: RunStore, results: list[dict], args: argparse.Namespace) -> No
         print(f"\nresults: {table} (one JSON per job in {store.jobs_dir})")
     except OSError as exc:
         log.error("cannot write results.csv: %s", exc)
-    if not args.no_report:
+    if write_report:
         from reports.build import build_report
 
         try:
@@ -368,18 +372,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_on_signals():
             jobs, grid_records, main_ids, slots, store = plan_run(args)
+            record_plan(store.run_dir, _manifest_entries(jobs, grid_records, main_ids), protocol=args.protocol,
+                        hparam_source=PROTOCOLS.get(args.protocol).hparam_source,
+                        command=["run_bench.py", *argv])
+            for name, record in grid_records.items():
+                write_atomic(store.run_dir / "grids" / f"{name}.json", record)
     except (UnknownNameError, OverrideError) as exc:
         parser.error(str(exc))
     except (DataError, WeightsUnavailableError, StorageError, ValueError) as exc:
         print(f"ltbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ltbench: interrupted before any training; nothing was written", file=sys.stderr)
+        print("ltbench: interrupted before any training", file=sys.stderr)
         return 130
-    record_plan(store.run_dir, _manifest_entries(jobs, grid_records, main_ids), protocol=args.protocol,
-                hparam_source=PROTOCOLS.get(args.protocol).hparam_source, command=["run_bench.py", *argv])
-    for name, record in grid_records.items():
-        write_atomic(store.run_dir / "grids" / f"{name}.json", record)
     results: dict[str, dict] = {}
     interrupted = False
     try:
@@ -389,10 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         print(f"\nltbench: interrupted; {sum(r.get('status') == 'ok' for r in results.values())} finished jobs are "
               f"saved in {store.jobs_dir}; rerun the same command to resume the rest", file=sys.stderr)
-    finally:
-        if interrupted:
-            args.no_report = True  # a quick exit: `python run_bench.py report RUN` writes it later
-        finish(store, [results[job.job_id] for job in jobs if job.job_id in results], args)
+    finally:  # an interrupted run skips the report, a quick exit: `python run_bench.py report RUN` writes it
+        finish(store, [results[job.job_id] for job in jobs if job.job_id in results],
+               write_report=not (args.no_report or interrupted))
     if interrupted:
         return 130
     failed = [r for r in results.values() if r.get("status") != "ok"]

@@ -150,6 +150,23 @@ def provenance(run: Run) -> list[str]:
     return lines or [f"manifest.json records {len(run.manifest.plans)} plans; no job of theirs is shown."]
 
 
+KEY_FIELDS = ("epochs", "lr", "tte")  # always shown; other fields only where something set them
+
+
+def hyperparameters(run: Run) -> pd.DataFrame:
+    """Per data set and row: the key hyper-parameters and every field a protocol, --set, --epochs or a grid
+    set, with where its value came from (the job's `hparam_sources`; anything else is the default)."""
+    rows = []
+    for (dataset, row), jobs in run.main.groupby(["dataset", "row"]):
+        result = run.result(jobs.job_id.iloc[0])
+        recipe = result["config"]["recipe"]
+        sources = result.get("hparam_sources") or {}
+        for field in [f for f in recipe if f in KEY_FIELDS or f in sources]:
+            rows.append({"dataset": dataset, "regime": row, "setting": field, "value": recipe[field],
+                         "source": sources.get(field, "default (the regime's recipe; LIFT-plus utils/config.py)")})
+    return pd.DataFrame(rows)
+
+
 def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, Path]:
     """report.html and report.pdf for any run folder; with `include_all`, stale results and results of no plan
     are shown too (reports.load)."""
@@ -164,6 +181,7 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
     grid_tests = {grid["name"]: _attempt(problems, f"paired t-tests of grid {grid['name']}", grid_paired_tests,
                                          run, grid) for grid in run.grids}
     tail = _attempt(problems, "tail-class tables", worst_tail_classes, run) or ""
+    settings = _attempt(problems, "the hyper-parameter table", hyperparameters, run)
     parts = [f"<h1>ltbench report: {html.escape(run_dir.name)}</h1>",
              f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
              f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
@@ -182,6 +200,8 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
                      "(the brackets name what sets its recipe apart); best per data set in bold.</p>")
         renamed = table.rename(columns={"row": "regime", **{c: t for c, t, _ in SUMMARY}})
         parts.append(html_table(renamed, {t: h for _, t, h in SUMMARY if h is not None}, group="dataset"))
+    if settings is not None and not settings.empty:
+        parts.append("<h2>Hyper-parameters and where they come from</h2>" + html_table(settings))
     section = None
     for name, stem, _, caption, png in figures:
         if name != section:

@@ -46,9 +46,9 @@ def train_with_oom_retry(job: Job) -> dict:
         return result
 
 
-def failure_record(job: Job, error: str, **details) -> dict:
+def failure_record(job: Job, error: str, status: str = "failed", **details) -> dict:
     """The result of a job that did not finish; every backend records its failures in this one shape."""
-    return {"status": "failed", "job_id": job.job_id, "label": job.label, "config": job.config(), "error": error,
+    return {"status": status, "job_id": job.job_id, "label": job.label, "config": job.config(), "error": error,
             **details}
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from .execute import execute, failure_record
 from .signals import track, untrack
 
 Launch = Callable[[Job, str, int], dict]  # (job, device slot, slot index) -> result
+INTERRUPTED = (130, -signal.SIGTERM, -signal.SIGINT)  # how a child stopped by the driver exits
 
 
 def _stamp(path: Path) -> int | None:
@@ -50,6 +52,8 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
     finally:
         untrack(process)
     result = store.load(job.job_id) if _stamp(store.job_path(job.job_id)) != before else None
+    if result is None and code in INTERRUPTED:  # the run was stopped: nothing failed, the rerun resumes it
+        return failure_record(job, "interrupted", status="interrupted")
     if result is None:  # killed before it could record anything (segfault, OOM killer)
         result = failure_record(job, f"job process exited with code {code} before recording a result",
                                 log=str(store.log_path(job.job_id)))

@@ -28,18 +28,23 @@ def untrack(process: subprocess.Popen) -> None:
         _CHILDREN.discard(process)
 
 
-def stop_children(grace_s: float = 10.0) -> None:
-    """SIGTERM every running child's process group, then SIGKILL what is left after `grace_s`."""
+def _signal_children(signum: int) -> list[subprocess.Popen]:
     with _LOCK:
         children = list(_CHILDREN)
     for process in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+    return children
+
+
+def stop_children(grace_s: float = 10.0) -> None:
+    """SIGTERM every running child's process group, then SIGKILL what is left after `grace_s`."""
+    children = _signal_children(signal.SIGTERM)
     for process in children:
         try:
             process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
@@ -48,21 +53,28 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _interrupt_run(signum, frame):
+    """The children are told first, so that nothing (joblib's pool) waits on a job that is still running."""
+    _signal_children(signal.SIGTERM)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @contextlib.contextmanager
 def terminate_on_signals():
-    """In the main thread: SIGTERM raises KeyboardInterrupt like Ctrl-C; an interrupt stops every child job
-    process before it propagates."""
+    """In the main thread: SIGINT (Ctrl-C) and SIGTERM stop every child job process and raise
+    KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {signum: signal.signal(signum, _interrupt_run) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     except KeyboardInterrupt:
         stop_children()
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def die_with_parent(parent_pid: int) -> None:

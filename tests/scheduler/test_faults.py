@@ -85,9 +85,10 @@ def test_sigkill_of_the_driver_leaves_no_orphan_workers_and_the_rerun_resumes(tm
     assert done.returncode == 0, done.stderr
 
 
-def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, workers):
     out = tmp_path / "run"
-    args = ["--regimes", "linear_probe", "full", "--epochs", "40", "--no-train-eval"]
+    args = ["--regimes", "linear_probe", "full", "--epochs", "12", "--no-train-eval", "--workers", workers]
     driver = subprocess.Popen(_cli(out, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: len(list((out / "jobs").glob("*.json"))) == 1 and (out / "checkpoints").is_dir() and

@@ -68,6 +68,23 @@ def test_nan_loss_is_an_error_naming_the_step():
         train(make_job("linear_probe", epochs=1, lr=1e38, classifier="linear", classifier_init="random"))
 
 
+def test_per_epoch_seeds_of_every_valid_seed_are_usable_and_keep_small_seeds_as_before():
+    import numpy as np
+
+    from bench.cli import MAX_SEED
+    from bench.fields import MAX_EPOCHS
+    from bench.training.engine import epoch_seed, seed_everything
+
+    seed_everything(epoch_seed(MAX_SEED, MAX_EPOCHS))  # numpy alone takes 32 bits: this overflowed before
+    first = np.random.rand()
+    seed_everything(epoch_seed(MAX_SEED, MAX_EPOCHS))
+    assert np.random.rand() == first
+    seed_everything(epoch_seed(3, 2))
+    state = np.random.get_state()[1][:4].copy()
+    np.random.seed(3 * 100_003 + 2)
+    assert (np.random.get_state()[1][:4] == state).all()  # seeds below 2^32 seed numpy exactly as before
+
+
 def test_logit_adjusted_loss_is_ce_on_shifted_logits():
     counts = torch.tensor([90.0, 9.0, 1.0])
     logits = torch.randn(5, 3)
