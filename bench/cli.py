@@ -15,13 +15,13 @@ from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, check_images, dataset_config
 from bench.fields import MAX_EPOCHS, number
 from bench.grids import grid_record, load_grid, recipe_for
-from bench.manifest import ManifestJob, dataset_key, recipe_id, record_plan
+from bench.manifest import ManifestJob, dataset_key, read_manifest, record_plan
 from bench.models import WeightsUnavailableError, create_clip
 from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, cached_text_embeddings, uses_quick_gelu
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.protocols import PROTOCOLS, REFERENCE
 from bench.registry import UnknownNameError
-from bench.results import RunStore, StorageError, table_row, write_atomic
+from bench.results import RunStore, StorageError, recipe_id, table_row, write_atomic
 from bench.scheduler import device_slots, run_local
 from bench.scheduler.devices import loader_workers_per_job, parse_gpus
 from bench.scheduler.execute import LOGGERS
@@ -212,13 +212,8 @@ def check_data(configs, runtime: Runtime, verify_images: bool) -> dict:
 
 
 def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
-    """Fail before any training if the device or the weights are missing or a recipe does not fit the model.
-    With a `device` to run it on, compute the class-prompt embeddings once per data set and backbone into the
-    run's cache."""
-    from bench.training.engine import resolve_device, resolve_precision
-
-    if device is not None:
-        resolve_precision(runtime.precision, resolve_device(device))
+    """Fail before any training if the weights are missing or a recipe does not fit the model. With a `device`
+    to run it on, compute the class-prompt embeddings once per data set and backbone into the run's cache."""
     cache = DiskCache(Path(runtime.run_dir) / "cache") if runtime.run_dir else None
     for model, pretrained, quick_gelu in dict.fromkeys((job.model, job.pretrained, job.quick_gelu) for job in jobs):
         clip_model = create_clip(model, pretrained, quick_gelu=quick_gelu)
@@ -303,6 +298,9 @@ def plan_run(args: argparse.Namespace) -> tuple[list[Job], dict[str, str], set[s
         slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
     else:
         slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
+        from bench.training.engine import resolve_device, resolve_precision
+
+        resolve_precision(args.precision, resolve_device(slots[0]))
     runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,
                       precision=args.precision, loader_workers=loader_workers(args, slots),
                       micro_batch_size=args.micro_batch_size, eval_batch_size=args.eval_batch_size,
@@ -336,10 +334,10 @@ def _manifest_entries(jobs: list[Job], grid_records: dict[str, str], main_ids: s
 def finish(store: RunStore, results: list[dict], write_report: bool) -> None:
     """results.csv, the summary and the report: written whatever failed, each failure logged, not raised."""
     try:
-        table = store.write_table()
+        table = store.write_table(read_manifest(store.run_dir).current_ids())
         print(format_summary([table_row(r) for r in results]))
         print(f"\nresults: {table} (one JSON per job in {store.jobs_dir})")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # a full disk, an unreadable manifest
         log.error("cannot write results.csv: %s", exc)
     if write_report:
         from reports.build import build_report

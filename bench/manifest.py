@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from filelock import FileLock
 
-from bench.results import write_atomic
+from bench.results import recipe_id, write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -35,12 +35,6 @@ class ManifestError(ValueError):
 def _digest(value) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def recipe_id(config: dict) -> str:
-    """A job's config (Job.config()) without its seed: the seeds of one recipe share it, and only they may be
-    averaged together."""
-    return _digest({k: v for k, v in config.items() if k != "seed"})
 
 
 def dataset_key(config: dict) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -85,6 +86,12 @@ def json_safe(value):
     return value
 
 
+def recipe_id(config: dict) -> str:
+    """A job's config without its seed, hashed: the seeds of one recipe share it, and only they may be averaged."""
+    canonical = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def table_row(result: dict) -> dict:
     """One flat row per job; an empty group stays empty (None), never 0 or NaN-as-a-number."""
     config = result.get("config", {})
@@ -94,8 +101,11 @@ def table_row(result: dict) -> dict:
         "dataset": config.get("dataset"),
         "regime": config.get("regime"),
         "seed": config.get("seed"),
+        "recipe_id": recipe_id(config) if config else None,  # rows that share it may be averaged over seeds
+        "protocol": config.get("protocol"),
         "model": config.get("model"),
         "pretrained": config.get("pretrained"),
+        "activation": result.get("activation"),
     }
     test = result.get("metrics", {}).get("test", {})
     train = result.get("metrics", {}).get("train", {})
@@ -112,6 +122,7 @@ def table_row(result: dict) -> dict:
         "train_s": timings.get("train_s"),
         "total_s": timings.get("total_s"),
         "split_fingerprint": result.get("split_fingerprint"),
+        "data_fingerprint": config.get("data_fingerprint"),
         "error": result.get("error"),
     })
     return row
@@ -171,8 +182,10 @@ class RunStore:
         found = (self.load(p.stem) for p in sorted(self.jobs_dir.glob("*.json")))
         return [r for r in found if r is not None]
 
-    def write_table(self) -> Path:
-        rows = [table_row(r) for r in self.results()]
+    def write_table(self, current: set[str] | None = None) -> Path:
+        """results.csv: one row per job, or per job of `current` (the manifest's current jobs: results of
+        changed data are left out, as in the report, so that no mean over its rows mixes old data in)."""
+        rows = [table_row(r) for r in self.results() if current is None or r.get("job_id") in current]
         frame = pd.DataFrame(rows).sort_values(["dataset", "regime", "seed"], na_position="last") if rows \
             else pd.DataFrame()
         path = self.run_dir / "results.csv"

@@ -85,17 +85,19 @@ def test_sigkill_of_the_driver_leaves_no_orphan_workers_and_the_rerun_resumes(tm
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, workers):
+@pytest.mark.parametrize("workers, signum", [("1", signal.SIGTERM), ("2", signal.SIGINT)])
+def test_ctrl_c_or_sigterm_prints_one_line_and_the_rerun_resumes(tmp_path, workers, signum):
     out = tmp_path / "run"
     args = ["--regimes", "linear_probe", "full", "--epochs", "12", "--no-train-eval", "--workers", workers]
     driver = subprocess.Popen(_cli(out, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: len(list((out / "jobs").glob("*.json"))) == 1 and (out / "checkpoints").is_dir() and
               list((out / "checkpoints").glob("*.pt")))
-    driver.send_signal(signal.SIGINT)
+    workers_before = _children(driver.pid)
+    driver.send_signal(signum)
     err = driver.communicate(timeout=60)[1]
     assert driver.returncode == 130
+    assert not any(_alive(pid) for pid in workers_before)  # no child outlives the driver
     assert "Traceback" not in err and err.count("interrupted") == 1 and "rerun the same command" in err
     assert (out / "results.csv").is_file()
     finished = json.loads(next((out / "jobs").glob("*.json")).read_text())
