@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.manifest import Manifest, ManifestJob, read_manifest, recipe_id
-from bench.results import RunStore, table_row
+from bench.manifest import Manifest, ManifestJob, read_manifest
+from bench.results import RunStore, recipe_id, table_row
 from regimes import REGIMES
 
 COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",

@@ -3,7 +3,8 @@ import multiprocessing
 
 import pytest
 
-from bench.manifest import ManifestError, ManifestJob, dataset_key, read_manifest, recipe_id, record_plan
+from bench.manifest import ManifestError, ManifestJob, dataset_key, read_manifest, record_plan
+from bench.results import recipe_id
 
 CONFIG = {"dataset": "synthetic_lt", "dataset_config": {"type": "SyntheticConfig", "imbalance_ratio": 100},
           "data_fingerprint": "a" * 64, "regime": "linear_probe", "recipe": {"epochs": 2, "lr": 0.01},

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.manifest import ManifestJob, dataset_key, recipe_id, record_plan
+from bench.manifest import ManifestJob, dataset_key, record_plan
+from bench.results import recipe_id
 from reports import build
 from reports.build import build_report, summary_table
 from reports.load import load_run
