@@ -298,7 +298,7 @@ def plan_run(args: argparse.Namespace) -> tuple[list[Job], dict[str, str], set[s
         slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
     else:
         slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
-        from bench.training.engine import resolve_device, resolve_precision
+        from bench.training.precision import resolve_device, resolve_precision
 
         resolve_precision(args.precision, resolve_device(slots[0]))
     runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,

@@ -31,8 +31,8 @@ from bench.models import WeightsUnavailableError, create_clip
 from bench.models.backbone import Backbone, input_size
 from bench.perf_loader import LoaderConfig, against_training, format_loader, measure_loader
 from bench.results import atomic_file
-from bench.training.engine import (autocast_factory, make_optimiser, optimiser_step, resolve_device,
-                                   resolve_precision, train_step)
+from bench.training.optim import make_optimiser, optimiser_step, train_step
+from bench.training.precision import autocast_factory, resolve_device, resolve_precision
 from bench.training.losses import make_loss
 from regimes import REGIMES, get_regime
 

@@ -10,6 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
@@ -165,6 +166,15 @@ class RunStore:
         path = self.job_path(result["job_id"])
         write_atomic(path, json.dumps(json_safe(result), indent=1, allow_nan=False))
         return path
+
+    def save_statistics(self, job_id: str, stats: dict) -> str:
+        """The job's per-class statistics as `stats/<job id>.npz` (class means in float16); its path relative
+        to the run folder, for the result."""
+        path = self.stats_path(job_id)
+        with atomic_file(path) as fh:
+            np.savez_compressed(fh, **{k: (v.astype(np.float16) if k.endswith("means") else v)
+                                       for k, v in stats.items()})
+        return str(path.relative_to(self.run_dir))
 
     def check_writable(self) -> None:
         """Create the run folder and write a probe file, so that a bad --out stops before any training."""

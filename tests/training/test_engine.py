@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bench.training import Runtime
-from bench.training.engine import NonFiniteLossError, train
+from bench.training.engine import train
+from bench.training.loop import NonFiniteLossError
 from bench.training.losses import LogitAdjustedLoss, make_loss
 from tests.conftest import make_job
 
@@ -73,7 +74,7 @@ def test_per_epoch_seeds_of_every_valid_seed_are_usable_and_keep_small_seeds_as_
 
     from bench.cli import MAX_SEED
     from bench.fields import MAX_EPOCHS
-    from bench.training.engine import epoch_seed, seed_everything
+    from bench.training.precision import epoch_seed, seed_everything
 
     seed_everything(epoch_seed(MAX_SEED, MAX_EPOCHS))  # numpy alone takes 32 bits: this overflowed before
     first = np.random.rand()
@@ -94,7 +95,7 @@ def test_logit_adjusted_loss_is_ce_on_shifted_logits():
 
 
 def test_precision_resolution_on_cpu():
-    from bench.training.engine import resolve_device, resolve_precision
+    from bench.training.precision import resolve_device, resolve_precision
 
     cpu = resolve_device("cpu")
     assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("fp32", cpu) == "fp32"
@@ -123,7 +124,8 @@ def _tiny_model(regime: str):
 
 @pytest.mark.parametrize("regime", ["full", "lift_plus", "partial", "vpt"])
 def test_bf16_and_fp32_train_the_same_tensors(regime):
-    from bench.training.engine import autocast_factory, make_optimiser, train_step
+    from bench.training.optim import make_optimiser, train_step
+    from bench.training.precision import autocast_factory
 
     grads = {}
     for precision in ("fp32", "bf16"):
@@ -140,7 +142,7 @@ def test_bf16_and_fp32_train_the_same_tensors(regime):
 
 
 def test_optimiser_kernels_compute_the_same_update():
-    from bench.training.engine import make_optimiser, optimiser_step, train_step
+    from bench.training.optim import make_optimiser, optimiser_step, train_step
 
     updated = {}
     for kernel in ("loop", "foreach", "default"):
@@ -172,12 +174,12 @@ def test_partial_builds_no_graph_below_its_first_trainable_block():
 def test_cached_frozen_features_give_the_same_logits_as_the_uncached_path(regime, tmp_path, monkeypatch):
     from bench.cache import DiskCache
     from bench.data import build_dataset
-    from bench.training import engine
-    from bench.training.engine import split_features
+    from bench import features
+    from bench.features import split_features
 
     calls = []
-    extract = engine._extract
-    monkeypatch.setattr(engine, "_extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
+    extract = features.extract
+    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
 
     model, *_ = _tiny_model(regime)
     job = make_job(regime)
@@ -195,15 +197,16 @@ def test_cached_frozen_features_give_the_same_logits_as_the_uncached_path(regime
 
 def test_frozen_tower_trains_on_cached_features_exactly_as_on_images(monkeypatch):
     """augmentation "none": the head trains on features computed once, with the images' order and numbers."""
-    from bench.training import engine
+    from bench import features
+    from bench.training import loop
 
     job = make_job("linear_probe", epochs=3, augmentation="none", runtime=Runtime(device="cpu", train_eval=False))
     calls = []
-    extract = engine._extract
-    monkeypatch.setattr(engine, "_extract", lambda *a, **k: calls.append(k.get("view")) or extract(*a, **k))
+    extract = features.extract
+    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(k.get("view")) or extract(*a, **k))
     on_features = train(job)
     assert calls.count("train") == 1  # one backbone pass over the training set for all three epochs
-    monkeypatch.setattr(engine, "_frozen_tower", lambda model: False)  # force the image path
+    monkeypatch.setattr(loop, "frozen_tower", lambda model: False)  # force the image path
     on_images = train(job)
     for a, b in zip(on_features["history"], on_images["history"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["train_batch_acc"] == b["train_batch_acc"]

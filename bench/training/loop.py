@@ -1,0 +1,104 @@
+"""`fit`: the training loop every regime goes through."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench.cache import DiskCache
+from bench.data.loading import make_loader
+from bench.data.transforms import set_epoch, train_transform
+from bench.features import frozen_tower, split_features
+from bench.models.backbone import input_mean_std, input_size
+
+from .checkpoint import EpochCheckpoint
+from .job import Job
+from .losses import make_loss
+from .optim import make_optimiser, optimiser_step, train_step
+from .precision import autocast_factory, epoch_seed, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _progress(job: Job, epoch: int, epochs: int, steps: int):
+    if not job.runtime.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, desc=f"{job.label} {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
+                position=job.runtime.progress_position)
+
+
+def _training_batches(model, data, recipe, job: Job, device, precision, workers, cache):
+    """(network, loader, transform) of the training loop. A frozen tower under the deterministic transform
+    (augmentation "none") sees the same features every epoch: they are computed once (and cached), and the
+    epochs train the head on them, in the same shuffled order as the images would come."""
+    if frozen_tower(model) and recipe.augmentation == "none":
+        cached = split_features(model, data, "train", tte=False, job=job, device=device, precision=precision,
+                                workers=workers, cache=cache, view="train")
+        generator = torch.Generator()
+        generator.manual_seed(job.seed)
+        loader = DataLoader(TensorDataset(cached["features"][:, 0], cached["labels"]), batch_size=recipe.batch_size,
+                            shuffle=True, generator=generator)
+        return model.head, loader, None
+    mean, std = input_mean_std(model.visual)
+    transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std)
+    loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=job.seed, workers=workers,
+                         pin_memory=device.type == "cuda")
+    return model, loader, transform
+
+
+def fit(model, data, recipe, job: Job, device, precision, workers, checkpoint: EpochCheckpoint | None = None,
+        cache: DiskCache | None = None) -> list[dict]:
+    """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches."""
+    optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
+    criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+    network, loader, transform = _training_batches(model, data, recipe, job, device, precision, workers, cache)
+    micro = job.runtime.micro_batch_size or recipe.batch_size
+    autocast = autocast_factory(device, precision)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    first_epoch, history = checkpoint.restore(model, optimiser, schedule, scaler) if checkpoint else (0, [])
+    for epoch in range(first_epoch, recipe.epochs):
+        seed_everything(epoch_seed(job.seed, epoch))
+        loader.generator.manual_seed(epoch_seed(job.seed, epoch))
+        if transform is not None:
+            set_epoch(transform, epoch)
+        model.train()
+        lr = optimiser.param_groups[0]["lr"]
+        start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = _progress(job, epoch, recipe.epochs, len(loader))
+        for step, (images, labels) in enumerate(loader):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            batch_loss, batch_correct = train_step(network, optimiser, criterion, images, labels, micro, autocast,
+                                                   scaler)
+            correct += batch_correct
+            value = float(batch_loss)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"{job.label}: loss is {value} at epoch {epoch + 1}, step {step + 1} "
+                                         f"(lr {lr:g}); lower the learning rate or use --precision fp32")
+            optimiser_step(optimiser, scaler)
+            seen += len(labels)
+            loss_sum += value * len(labels)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{value:.3f}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - start
+        schedule.step()
+        record = {"epoch": epoch + 1, "lr": lr, "loss": loss_sum / seen, "train_batch_acc": 100.0 * correct / seen,
+                  "seconds": seconds, "images_per_s": seen / seconds}
+        history.append(record)
+        log.info("%s epoch %d/%d loss %.4f acc %.1f lr %.3g %.0f img/s", job.label, epoch + 1, recipe.epochs,
+                 record["loss"], record["train_batch_acc"], lr, record["images_per_s"])
+        if checkpoint and epoch + 1 < recipe.epochs:
+            checkpoint.save(epoch + 1, model, optimiser, schedule, scaler, history)
+    return history
