@@ -12,8 +12,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 _CHILDREN: set[subprocess.Popen] = set()
+EXIT_GRACE_S = 10  # seconds a stopped child may take to unwind before it is killed
 _LOCK = threading.Lock()
 PR_SET_PDEATHSIG = 1
 
@@ -77,12 +79,27 @@ def terminate_on_signals():
             signal.signal(signum, handler)
 
 
+def _interrupt_child(signum, frame):
+    """A stopped child unwinds (its locks and temporary files are released), but is killed by SIGALRM if that
+    takes longer than EXIT_GRACE_S."""
+    signal.alarm(EXIT_GRACE_S)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def die_with_parent(parent_pid: int) -> None:
     """In a child job process: SIGTERM (raised here as KeyboardInterrupt) when the driver dies, whatever
-    killed it; exit at once if it is already gone."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    killed it: from the kernel (Linux PR_SET_PDEATHSIG), and from a watcher thread that notices the new
+    parent where that signal is not available; exit at once if the driver is already gone."""
+    signal.signal(signal.SIGTERM, _interrupt_child)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:
         raise SystemExit(130)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()

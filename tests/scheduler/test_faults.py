@@ -78,7 +78,7 @@ def test_sigkill_of_the_driver_leaves_no_orphan_workers_and_the_rerun_resumes(tm
     _wait_for(lambda: len(list((out / "logs").glob("*.log"))) == 2)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    _wait_for(lambda: not any(_alive(w) for w in workers), seconds=30)
+    _wait_for(lambda: not any(_alive(w) for w in workers), seconds=60)
     assert not list((out / "pending").glob("*")) if (out / "pending").exists() else True
     done = subprocess.run(_cli(out, "--regimes", "linear_probe", "full", "--epochs", "1", "--workers", "2",
                                "--no-train-eval"), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
