@@ -51,10 +51,6 @@ def stop_children(grace_s: float = 10.0) -> None:
             process.wait()
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _interrupt_run(signum, frame):
     """The children are told first, so that nothing (joblib's pool) waits on a job that is still running."""
     _signal_children(signal.SIGTERM)
