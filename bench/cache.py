@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 from filelock import FileLock
 
-from bench.results import atomic_file
+from bench.io import atomic_file
 
 log = logging.getLogger(__name__)
 

@@ -1,201 +1,205 @@
-"""Command line: expand data sets × regimes × seeds into jobs, run them, store results, print a summary."""
+"""Command line: `run` (the default) plans data sets × regimes × seeds and grids into jobs (bench.plan), runs
+them, stores results and prints a summary; `report` and `perf` hand over to their own tools; `list` shows every
+setting `--set` can change."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
+import typing
 from pathlib import Path
-from typing import Iterator
+from textwrap import indent
+from typing import Any, Iterator
 
 from tqdm import tqdm
 
 from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, check_images, dataset_config
 from bench.fields import MAX_EPOCHS, number
-from bench.grids import grid_record, load_grid, recipe_for
-from bench.manifest import ManifestJob, dataset_key, read_manifest, record_plan
+from bench.io import StorageError, write_atomic
+from bench.manifest import read_manifest, record_plan
 from bench.models import WeightsUnavailableError, create_clip
-from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, cached_text_embeddings, uses_quick_gelu
-from bench.overrides import OverrideError, apply_overrides, parse_assignments
+from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, cached_text_embeddings
+from bench.overrides import OverrideError
+from bench.plan import ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, Plan, Selection, plan
 from bench.protocols import PROTOCOLS, REFERENCE
-from bench.registry import UnknownNameError
-from bench.results import RunStore, StorageError, recipe_id, table_row, write_atomic
+from bench.job_result import JobOutcome
+from bench.registry import REGIMES, UnknownNameError, get_regime
+from bench.results import RunStore
 from bench.scheduler import device_slots, run_local
 from bench.scheduler.devices import loader_workers_per_job, parse_gpus
 from bench.scheduler.execute import LOGGERS
 from bench.scheduler.signals import terminate_on_signals
+from bench.text_table import format_table
 from bench.training import Job, Runtime
-from regimes import REGIMES, get_regime
 from reports.summary import format_summary
 
 RAY_GPU_TASK_CPUS = 8.0  # cores a Ray GPU task reserves by default (its DataLoader workers)
+MAX_SEED = 2**31 - 1
 
 log = logging.getLogger("ltbench")
-DEMO_DATASET = "demo_lt"
-MAX_SEED = 2**31 - 1
+
+
+def _selection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection", "what runs: data sets × regimes × seeds, grids, the model")
+    group.add_argument("--datasets", nargs="+", default=[DEMO_DATASET], metavar="NAME",
+                       help=f"data sets: {', '.join(DATASETS.names())} (default: the offline demo)")
+    group.add_argument("--regimes", nargs="+", metavar="NAME",
+                       help=f"regimes, or '{ALL_REGIMES}' (the default without --grid): "
+                            f"{', '.join(REGIMES.names())}")
+    group.add_argument("--grid", nargs="+", default=[], metavar="FILE",
+                       help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
+    group.add_argument("--seeds", nargs="+", type=number(int, 0, MAX_SEED), default=[0],
+                       help=f"training seeds, 0..{MAX_SEED} (splits do not depend on them)")
+    group.add_argument("--model", help=f"open_clip model name (default: {DEMO_MODEL}, the bundled demo CLIP, for "
+                                       f"a {DEMO_DATASET}-only run, else {DEFAULT_MODEL}; ltbench-tiny: tiny test "
+                                       f"model)")
+    group.add_argument("--pretrained", help=f"open_clip pretrained tag, a local checkpoint file, '{BUNDLED}' (the "
+                                            f"weights shipped with {DEMO_MODEL}) or 'none' for random weights "
+                                            f"(default: {BUNDLED} for {DEMO_MODEL}, else {DEFAULT_PRETRAINED})")
+    group.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
+                       help="build the tower with QuickGELU (default: on for the open_clip tags that were trained "
+                            "with it, such as openai, and for -quickgelu model names; say so for OpenAI weights "
+                            "from a file)")
+
+
+def _recipe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recipe", "the hyper-parameters of every job")
+    group.add_argument("--protocol", default=REFERENCE.name, choices=PROTOCOLS.names(),
+                       help="hyper-parameters: reference (the reference code's defaults), lift_plus_paper or "
+                            "lift_paper (what the authors' published scripts ran; see README)")
+    group.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS),
+                       help="override the epochs of every regime that trains")
+    group.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                       metavar="SCOPE.FIELD=VALUE",
+                       help="override a regime's recipe or a data set's option, e.g. full.lr=0.001 "
+                            "lift_plus.tte=false lora.rank=8 imagenet_lt.split_dir=/data/ImageNet_LT; "
+                            f"{ALL_REGIMES}.FIELD=VALUE sets FIELD in every selected regime that has it; grid "
+                            "points take them too, except for the fields their grid varies (see list)")
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data", "where the data sets are and how they are checked")
+    group.add_argument("--data-root", default="data", help="folder holding the data sets (see README for layout)")
+    group.add_argument("--download", action="store_true", help="download data sets that can be (CIFAR-100)")
+    group.add_argument("--imbalance-ratio", type=number(float, 1),
+                       help="imbalance ratio of the CIFAR-100-LT data sets")
+    group.add_argument("--verify-images", action="store_true",
+                       help="decode every image before training (default: check that every listed file exists)")
+
+
+def _execution_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution", "where and how the jobs run")
+    group.add_argument("--device", default="auto", help="auto (GPUs when visible, else CPU), cpu, cuda or cuda:N")
+    group.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                       help="auto: bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU")
+    group.add_argument("--backend", default="local", choices=["local", "ray"],
+                       help="local: this machine's GPUs (or CPU); ray: one Ray task per job on a cluster")
+    group.add_argument("--gpus", help="GPU indices for the local backend, e.g. 0,1,2,3 (default: every visible GPU)")
+    group.add_argument("--jobs-per-gpu", type=number(int, 1), default=1,
+                       help="jobs sharing one GPU at a time (light regimes)")
+    group.add_argument("--workers", type=number(int, 1), default=1, help="jobs at a time on CPU runs")
+    group.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
+    group.add_argument("--ray-gpus-per-job", type=number(float, 0), default=1.0,
+                       help="GPUs each Ray task asks for; 0 runs the tasks on CPUs")
+    group.add_argument("--ray-cpus-per-job", type=number(float, 0, low_open=True),
+                       help=f"CPUs each Ray task asks for (default: {RAY_GPU_TASK_CPUS:g} for GPU tasks, which use "
+                            "them as DataLoader workers; 1 for CPU tasks)")
+    group.add_argument("--loader-workers", type=number(int, 0),
+                       help="DataLoader processes per job (default: 0 on CPU; on GPU the usable cores shared "
+                            "among the jobs at once, or a Ray task's CPUs)")
+    group.add_argument("--micro-batch-size", type=number(int, 1),
+                       help="split each batch into micro-batches (exact gradient accumulation)")
+    group.add_argument("--eval-batch-size", type=number(int, 1), default=256, help="images per evaluation batch")
+    group.add_argument("--no-train-eval", action="store_true", help="skip the training-set accuracy pass")
+    group.add_argument("--force", action="store_true", help="rerun jobs that already have a result")
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output", "what is written and shown")
+    group.add_argument("--out", default="runs/ltbench", help="run folder: jobs/<id>.json and results.csv")
+    group.add_argument("--no-report", action="store_true", help="do not write report.html / report.pdf at the end")
+    group.add_argument("--list", action="store_true", help="the list command: every data set and regime with "
+                                                           "its settings, then exit")
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The run command's options, in groups: `ltbench [options]` and `ltbench run [options]` share them."""
+    for add in (_selection_options, _recipe_options, _data_options, _execution_options, _output_options):
+        add(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ltbench",
+    """`ltbench [run] [options]`, `ltbench report RUN_DIR …`, `ltbench perf …`, `ltbench list`."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="ltbench", formatter_class=formatter,
+        usage="%(prog)s [run] [options] | %(prog)s report RUN_DIR [--all] [--markdown] | %(prog)s perf [options] "
+              "| %(prog)s list",
         description="Fine-tune CLIP models on long-tail data sets with every regime on identical splits; "
-                    "writes one JSON per job and results.csv to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--datasets", nargs="+", default=[DEMO_DATASET], metavar="NAME",
-                   help=f"data sets: {', '.join(DATASETS.names())} (default: the offline demo)")
-    p.add_argument("--regimes", nargs="+", metavar="NAME",
-                   help=f"regimes, or 'all' (the default without --grid): {', '.join(REGIMES.names())}")
-    p.add_argument("--grid", nargs="+", default=[], metavar="FILE",
-                   help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
-    p.add_argument("--model", help=f"open_clip model name (default: {DEMO_MODEL}, the bundled demo CLIP, for a "
-                                   f"{DEMO_DATASET}-only run, else ViT-B-16; ltbench-tiny: tiny test model)")
-    p.add_argument("--pretrained", help=f"open_clip pretrained tag, a local checkpoint file, '{BUNDLED}' (the "
-                                        f"weights shipped with {DEMO_MODEL}) or 'none' for random weights "
-                                        f"(default: {BUNDLED} for {DEMO_MODEL}, else openai)")
-    p.add_argument("--data-root", default="data", help="folder holding the data sets (see README for layout)")
-    p.add_argument("--download", action="store_true", help="download data sets that can be (CIFAR-100)")
-    p.add_argument("--out", default="runs/ltbench", help="run folder: jobs/<id>.json and results.csv")
-    p.add_argument("--seeds", nargs="+", type=number(int, 0, MAX_SEED), default=[0],
-                   help=f"training seeds, 0..{MAX_SEED} (splits do not depend on them)")
-    p.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS), help="override the epochs of every regime that trains")
-    p.add_argument("--imbalance-ratio", type=number(float, 1), help="imbalance ratio of the CIFAR-100-LT data sets")
-    p.add_argument("--protocol", default=REFERENCE.name, choices=PROTOCOLS.names(),
-                   help="hyper-parameters: reference (the reference code's defaults), lift_plus_paper or lift_paper "
-                        "(what the authors' published scripts ran; see README)")
-    p.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
-                   help="build the tower with QuickGELU (default: on for the open_clip tags that were trained with "
-                        "it, such as openai, and for -quickgelu model names; say so for OpenAI weights from a file)")
-    p.add_argument("--verify-images", action="store_true",
-                   help="decode every image before training (default: check that every listed file exists)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SCOPE.FIELD=VALUE",
-                   help="override a regime's recipe or a data set's option, e.g. full.lr=0.001 "
-                        "lift_plus.tte=false lora.rank=8 imagenet_lt.split_dir=/data/ImageNet_LT; "
-                        "all.FIELD=VALUE sets FIELD in every selected regime that has it (see --list)")
-    p.add_argument("--device", default="auto", help="auto (GPUs when visible, else CPU), cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU")
-    p.add_argument("--backend", default="local", choices=["local", "ray"],
-                   help="local: this machine's GPUs (or CPU); ray: one Ray task per job on a cluster")
-    p.add_argument("--gpus", help="GPU indices for the local backend, e.g. 0,1,2,3 (default: every visible GPU)")
-    p.add_argument("--jobs-per-gpu", type=number(int, 1), default=1,
-                   help="jobs sharing one GPU at a time (light regimes)")
-    p.add_argument("--workers", type=number(int, 1), default=1, help="jobs at a time on CPU runs")
-    p.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
-    p.add_argument("--ray-gpus-per-job", type=number(float, 0), default=1.0,
-                   help="GPUs each Ray task asks for; 0 runs the tasks on CPUs")
-    p.add_argument("--ray-cpus-per-job", type=number(float, 0, low_open=True),
-                   help=f"CPUs each Ray task asks for (default: {RAY_GPU_TASK_CPUS:g} for GPU tasks, which use them "
-                        "as DataLoader workers; 1 for CPU tasks)")
-    p.add_argument("--loader-workers", type=number(int, 0),
-                   help="DataLoader processes per job (default: 0 on CPU; on GPU the usable cores shared "
-                        "among the jobs at once, or a Ray task's CPUs)")
-    p.add_argument("--micro-batch-size", type=number(int, 1),
-                   help="split each batch into micro-batches (exact gradient accumulation)")
-    p.add_argument("--eval-batch-size", type=number(int, 1), default=256, help="images per evaluation batch")
-    p.add_argument("--no-train-eval", action="store_true", help="skip the training-set accuracy pass")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html / report.pdf at the end")
-    p.add_argument("--force", action="store_true", help="rerun jobs that already have a result")
-    p.add_argument("--list", action="store_true", help="list data sets and regimes with their settings, then exit")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
-    return p
+                    "writes one JSON per job and results.csv to --out. Without a command: run.")
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    _add_run_options(commands.add_parser("run", prog="ltbench run", formatter_class=formatter,
+                                         help="plan, check and run the jobs (the default; the options below)"))
+    commands.add_parser("report", prog="ltbench report", add_help=False,
+                        help="write report.html and report.pdf for a run folder: report RUN_DIR [--all] "
+                             "[--markdown] (report -h for more)")
+    commands.add_parser("perf", prog="ltbench perf", add_help=False,
+                        help="measure what every regime costs on this device (perf -h for its options)")
+    commands.add_parser("list", prog="ltbench list",
+                        help="every data set and regime with its settings (the same as --list)")
+    _add_run_options(parser)
+    return parser
 
 
-def describe_registry() -> str:
-    lines = ["data sets (--set NAME.FIELD=VALUE):"]
-    for name in DATASETS.names():
-        lines.append(f"  {name}: {dataset_config(name)}")
-    lines.append("regimes (--set NAME.FIELD=VALUE):")
-    for name in REGIMES.names():
-        regime = REGIMES.get(name)
-        lines.append(f"  {name}: {regime.summary}\n      {regime.recipe}")
-    return "\n".join(lines)
+def selection_of(args: argparse.Namespace) -> Selection:
+    """The run's selection from the parsed options (defaults resolved by Selection)."""
+    return Selection(datasets=tuple(args.datasets), regimes=tuple(args.regimes or ()), grids=tuple(args.grid),
+                     model=args.model, pretrained=args.pretrained, seeds=tuple(args.seeds), epochs=args.epochs,
+                     imbalance_ratio=args.imbalance_ratio, protocol=args.protocol, quick_gelu=args.quick_gelu,
+                     overrides=tuple(args.overrides))
 
 
-ALL_REGIMES = "all"  # --set all.FIELD=VALUE: every selected regime that has FIELD
+def _type_text(annotation: Any) -> str:
+    """What --set accepts, in words: int, float | None, or a Literal's choices a|b|c."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "|".join(map(str, typing.get_args(annotation)))
+    if typing.get_args(annotation):  # Optional / Union
+        return " | ".join(_type_text(arg) for arg in typing.get_args(annotation))
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
-def _recipe_fields(regime_name: str) -> set[str]:
-    return {f.name for f in dataclasses.fields(REGIMES.get(regime_name).recipe)}
+def _value_text(value: Any) -> str:
+    """A default as one would write it after `--set SCOPE.FIELD=` ('' for an empty text)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "''" if value == "" else str(value)
 
 
-def _resolve(recipe, regime, args, data_config, sources: dict[str, str]):
-    """Fill in the epochs: --epochs for a regime that trains, else the data set's default."""
-    if args.epochs is not None and regime.trains:
-        recipe = dataclasses.replace(recipe, epochs=args.epochs)
-        sources["epochs"] = "--epochs"
-    if recipe.epochs is None:
-        recipe = dataclasses.replace(recipe, epochs=data_config.epochs)
-    if regime.trains and recipe.epochs < 1:
-        raise OverrideError(f"{regime.name}.epochs={recipe.epochs}: a regime that trains needs at least 1 epoch")
-    return recipe
+def settings_table(config: Any) -> str:
+    """One line per field of a config dataclass: name, type, default, valid range and help (the last two from
+    the field's metadata, see bench.fields.setting)."""
+    hints = typing.get_type_hints(type(config))
+    rows = []
+    for f in dataclasses.fields(config):
+        if f.init:
+            bounds = f.metadata.get("bounds")
+            rows.append([f.name, _type_text(hints[f.name]), _value_text(getattr(config, f.name)),
+                         bounds.describe() if bounds else "", f.metadata.get("help", "")])
+    return format_table(["setting", "type", "default", "range", "help"], rows)
 
 
-def expand_jobs(args: argparse.Namespace, runtime: Runtime, fingerprints: dict | None = None,
-                quick_gelu: bool = False) -> tuple[list[Job], dict[str, str], set[str]]:
-    """Data sets × regimes × seeds, plus every grid's points, with recipes and data options resolved (protocol,
-    then overrides); the grid records (name -> JSON) for the run folder; and the ids of the main jobs (the
-    regimes' own recipes, not only grid variants). Equal jobs are kept once.
-    `fingerprints` maps each data set config to its data fingerprint (bench.data.check_images)."""
-    requested = args.regimes or ([] if args.grid else ["all"])
-    regimes = REGIMES.names() if "all" in requested else list(dict.fromkeys(requested))
-    for name in regimes:
-        REGIMES.get(name)  # unknown name -> UnknownNameError
-    protocol = PROTOCOLS.get(getattr(args, "protocol", REFERENCE.name))
-    overrides = parse_assignments(args.overrides)
-    unknown = set(overrides) - set(DATASETS.names()) - set(REGIMES.names()) - {ALL_REGIMES}
-    if unknown:
-        raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime nor "
-                            f"{ALL_REGIMES!r}; valid: {', '.join(DATASETS.names() + REGIMES.names())}")
-    shared = overrides.get(ALL_REGIMES, {})
-    for field in shared:
-        if not any(field in _recipe_fields(name) for name in regimes):
-            raise OverrideError(f"--set {ALL_REGIMES}.{field}: no selected regime has a setting {field!r}")
-    grids = [load_grid(path) for path in args.grid]
-    jobs: dict[str, Job] = {}
-    members: dict[str, list] = {grid.name: [] for grid in grids}
-    fingerprints = fingerprints or {}
-    main_ids: set[str] = set()
-
-    def add(dataset, data_config, regime_name, recipe, sources) -> list[Job]:
-        added = []
-        for seed in args.seeds:
-            job = Job(dataset, data_config, regime_name, recipe, args.model, args.pretrained, seed,
-                      quick_gelu=quick_gelu, data_fingerprint=fingerprints.get(data_config, ""),
-                      protocol=protocol.name, runtime=runtime, hparam_sources=sources)
-            added.append(jobs.setdefault(job.job_id, job))
-        return added
-
-    if args.imbalance_ratio is not None and not any(
-            hasattr(dataset_config(name), "imbalance_ratio") for name in args.datasets):
-        raise OverrideError(f"--imbalance-ratio: none of the data sets {', '.join(args.datasets)} has an imbalance "
-                            f"ratio (CIFAR-100-LT and the generated sets do)")
-    for dataset in dict.fromkeys(args.datasets):
-        data_config = dataset_config(dataset, overrides.get(dataset))
-        if args.imbalance_ratio is not None and hasattr(data_config, "imbalance_ratio"):
-            data_config = dataclasses.replace(data_config, imbalance_ratio=args.imbalance_ratio)
-        for regime_name in regimes:
-            regime = REGIMES.get(regime_name)
-            recipe, sources = protocol.apply(dataset, regime_name, regime.recipe, regime.trains)
-            own = {**{k: v for k, v in shared.items() if k in _recipe_fields(regime_name)},
-                   **overrides.get(regime_name, {})}
-            recipe = apply_overrides(recipe, own, regime_name)
-            sources = {**sources, **{field: "--set" for field in own}}
-            added = add(dataset, data_config, regime_name, _resolve(recipe, regime, args, data_config, sources),
-                        sources)
-            main_ids.update(job.job_id for job in added)
-        for grid in grids:
-            for point in grid.points():
-                regime = REGIMES.get(point["regime"])
-                base, sources = protocol.apply(dataset, point["regime"], regime.recipe, regime.trains)
-                sources = {**sources, **{k: f"grid {grid.name}" for k in point if k != "regime"}}
-                recipe = _resolve(recipe_for(grid, point, base), regime, args, data_config, sources)
-                for job in add(dataset, data_config, point["regime"], recipe, sources):
-                    members[grid.name].append((point, dataset, job.job_id, job.seed))
-    records = {grid.name: grid_record(grid, members[grid.name]) for grid in grids}
-    return list(jobs.values()), records, main_ids
+def describe_settings() -> str:
+    """The list command: every data set and regime with the settings --set can change."""
+    sections = ["DATA SETS (--set DATASET.FIELD=VALUE)"]
+    sections += [f"{name}\n{indent(settings_table(dataset_config(name)), '    ')}" for name in DATASETS.names()]
+    sections.append(f"REGIMES (--set REGIME.FIELD=VALUE, or {ALL_REGIMES}.FIELD=VALUE for every selected regime "
+                    f"that has FIELD)")
+    sections += [f"{name}: {REGIMES.get(name).summary}\n{indent(settings_table(REGIMES.get(name).recipe), '    ')}"
+                 for name in REGIMES.names()]
+    return "\n\n".join(sections)
 
 
 def check_data(configs, runtime: Runtime, verify_images: bool) -> dict:
@@ -245,7 +249,8 @@ def loader_workers(args: argparse.Namespace, slots: list[str]) -> int:
     return loader_workers_per_job(slots)
 
 
-def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: list[str]) -> Iterator[dict]:
+def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: list[str]
+            ) -> Iterator[JobOutcome]:
     if args.backend == "ray":
         from bench.scheduler.ray_backend import run_ray
 
@@ -254,7 +259,7 @@ def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: l
 
 
 def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: list[str],
-             results: dict[str, dict]) -> None:
+             results: dict[str, JobOutcome]) -> None:
     """Run the jobs without a result (all with --force), collecting every job's result into `results` as it
     comes, so that an interrupted run still reports what finished."""
     todo = []
@@ -269,17 +274,9 @@ def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: 
                  f"Ray ({args.ray_address or 'local cluster'})" if args.backend == "ray" else ", ".join(slots))
     with tqdm(total=len(todo), desc="jobs", unit="job", disable=not sys.stderr.isatty(), position=0) as bar:
         for result in _launch(todo, args, store, slots):
-            results[result["job_id"]] = result
+            results[result.job_id] = result
             bar.update()
-            log.info("%s: %s", result["label"], result["status"] if result["status"] == "ok" else result["error"])
-
-
-def resolve_model(args: argparse.Namespace) -> None:
-    """Fill in --model/--pretrained: the bundled demo CLIP for a demo-only run, else ViT-B/16 with OpenAI weights."""
-    if args.model is None:
-        args.model = DEMO_MODEL if set(args.datasets) == {DEMO_DATASET} else "ViT-B-16"
-    if args.pretrained is None:
-        args.pretrained = BUNDLED if args.model == DEMO_MODEL else "openai"
+            log.info("%s: %s", result.label, result.status if result.status == "ok" else result.error)
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -291,51 +288,47 @@ def _configure_logging(quiet: bool) -> None:
         logging.getLogger(name).setLevel(logging.INFO)  # per-job log files get INFO whatever the console shows
 
 
-def plan_run(args: argparse.Namespace) -> tuple[list[Job], dict[str, str], set[str], list[str], RunStore]:
-    """Everything that can be wrong is found here, before any training: options, names, data, weights,
-    device and the run folder. Raises the errors `main` turns into exit 2."""
+def _slots(args: argparse.Namespace) -> list[str]:
+    """Where the jobs run; a precision the device cannot do fails here, before any data is read."""
     if args.backend == "ray":
-        slots = ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
-    else:
-        slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
-        from bench.training.precision import resolve_device, resolve_precision
+        return ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
+    slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
+    from bench.training.precision import resolve_device, resolve_precision
 
-        resolve_precision(args.precision, resolve_device(slots[0]))
-    runtime = Runtime(data_root=args.data_root, download=args.download, device=args.device,
-                      precision=args.precision, loader_workers=loader_workers(args, slots),
-                      micro_batch_size=args.micro_batch_size, eval_batch_size=args.eval_batch_size,
-                      train_eval=not args.no_train_eval, run_dir=str(Path(args.out).resolve()),
-                      progress=sys.stderr.isatty(), force=args.force)
-    draft, _, _ = expand_jobs(args, runtime)  # names, overrides and grids are checked before any data is read
-    fingerprints = check_data((job.dataset_config for job in draft), runtime, args.verify_images)
+    resolve_precision(args.precision, resolve_device(slots[0]))
+    return slots
+
+
+def _runtime(args: argparse.Namespace, slots: list[str]) -> Runtime:
+    return Runtime(data_root=args.data_root, download=args.download, device=args.device, precision=args.precision,
+                   loader_workers=loader_workers(args, slots), micro_batch_size=args.micro_batch_size,
+                   eval_batch_size=args.eval_batch_size, train_eval=not args.no_train_eval,
+                   run_dir=str(Path(args.out).resolve()), progress=sys.stderr.isatty(), force=args.force)
+
+
+def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list[str], RunStore]:
+    """Everything that can be wrong is found here, before any training: options, names, data, weights,
+    device and the run folder. Raises the errors `run_command` turns into exit 2."""
+    slots = _slots(args)
+    runtime = _runtime(args, slots)
+    draft = plan(selection, runtime)  # names, overrides and grids are checked before any data is read
+    fingerprints = check_data((job.dataset_config for job in draft.jobs), runtime, args.verify_images)
     store = RunStore(args.out)
     store.check_writable()  # before the models are built: a bad --out costs seconds, not minutes
-    quick_gelu = uses_quick_gelu(args.model, args.pretrained, args.quick_gelu)
-    jobs, grid_records, main_ids = expand_jobs(args, runtime, fingerprints, quick_gelu)
+    run_plan = plan(selection, runtime, fingerprints)
     if args.backend == "ray":  # devices and progress bars live on the cluster's nodes
-        jobs = [dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
-                for j in jobs]
-    preflight(jobs, runtime, None if args.backend == "ray" else slots[0])
-    return jobs, grid_records, main_ids, slots, store
+        run_plan = dataclasses.replace(run_plan, jobs=[
+            dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
+            for j in run_plan.jobs])
+    preflight(run_plan.jobs, runtime, None if args.backend == "ray" else slots[0])
+    return run_plan, slots, store
 
 
-def _manifest_entries(jobs: list[Job], grid_records: dict[str, str], main_ids: set[str]) -> list[ManifestJob]:
-    grids_of: dict[str, list[str]] = {}
-    for name, record in grid_records.items():
-        for member in json.loads(record)["jobs"]:
-            grids_of.setdefault(member["job_id"], []).append(name)
-    return [ManifestJob(job_id=job.job_id, label=job.label, dataset=job.dataset, regime=job.regime, seed=job.seed,
-                        recipe_id=recipe_id(job.config()), dataset_key=dataset_key(job.config()),
-                        data_fingerprint=job.data_fingerprint, main=job.job_id in main_ids,
-                        grids=tuple(grids_of.get(job.job_id, ())), lightweight=REGIMES.get(job.regime).lightweight,
-                        protocol=job.protocol) for job in jobs]
-
-
-def finish(store: RunStore, results: list[dict], write_report: bool) -> None:
+def finish(store: RunStore, results: list[JobOutcome], write_report: bool) -> None:
     """results.csv, the summary and the report: written whatever failed, each failure logged, not raised."""
     try:
         table = store.write_table(read_manifest(store.run_dir).current_ids())
-        print(format_summary([table_row(r) for r in results]))
+        print(format_summary([r.to_row() for r in results]))
         print(f"\nresults: {table} (one JSON per job in {store.jobs_dir})")
     except (OSError, ValueError) as exc:  # a full disk, an unreadable manifest
         log.error("cannot write results.csv: %s", exc)
@@ -349,31 +342,16 @@ def finish(store: RunStore, results: list[dict], write_report: bool) -> None:
             log.error("report failed: %s (rerun: python run_bench.py report %s)", exc, store.run_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    if argv is None:
-        argv = sys.argv[1:]
-    if argv[:1] == ["perf"]:
-        from bench.perf import main as perf_main
-
-        return perf_main(argv[1:])
-    if argv[:1] == ["report"]:
-        from reports.build import main as report_main
-
-        return report_main(argv[1:])
-    if "--list" in argv:
-        print(describe_registry())
-        return 0
-    args = parser.parse_args(argv)
-    resolve_model(args)
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    """Plan and check everything, record the plan, run the jobs, then write the table and the report."""
     _configure_logging(args.quiet)
     try:
         with terminate_on_signals():
-            jobs, grid_records, main_ids, slots, store = plan_run(args)
-            record_plan(store.run_dir, _manifest_entries(jobs, grid_records, main_ids), protocol=args.protocol,
+            run_plan, slots, store = plan_run(args, selection_of(args))
+            record_plan(store.run_dir, run_plan.manifest, protocol=args.protocol,
                         hparam_source=PROTOCOLS.get(args.protocol).hparam_source,
                         command=["run_bench.py", *argv])
-            for name, record in grid_records.items():
+            for name, record in run_plan.grids.items():
                 write_atomic(store.run_dir / "grids" / f"{name}.json", record)
     except (UnknownNameError, OverrideError) as exc:
         parser.error(str(exc))
@@ -383,23 +361,56 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ltbench: interrupted before any training", file=sys.stderr)
         return 130
-    results: dict[str, dict] = {}
+    jobs = run_plan.jobs
+    results: dict[str, JobOutcome] = {}
     interrupted = False
     try:
         with terminate_on_signals():
             run_jobs(jobs, store, args, slots, results)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\nltbench: interrupted; {sum(r.get('status') == 'ok' for r in results.values())} finished jobs are "
+        print(f"\nltbench: interrupted; {sum(r.status == 'ok' for r in results.values())} finished jobs are "
               f"saved in {store.jobs_dir}; rerun the same command to resume the rest", file=sys.stderr)
     finally:  # an interrupted run skips the report, a quick exit: `python run_bench.py report RUN` writes it
         finish(store, [results[job.job_id] for job in jobs if job.job_id in results],
                write_report=not (args.no_report or interrupted))
     if interrupted:
         return 130
-    failed = [r for r in results.values() if r.get("status") != "ok"]
+    failed = [r for r in results.values() if r.status != "ok"]
     if failed:
-        print(f"{len(failed)} of {len(jobs)} jobs failed: " + "; ".join(f"{r['label']} ({r.get('error')})"
+        print(f"{len(failed)} of {len(jobs)} jobs failed: " + "; ".join(f"{r.label} ({r.error})"
                                                                         for r in failed), file=sys.stderr)
         return 1
     return 0
+
+
+def report_command(argv: list[str]) -> int:
+    from reports.build import main as report_main  # the report's plotting libraries load only when asked for
+
+    return report_main(argv)
+
+
+def perf_command(argv: list[str]) -> int:
+    from bench.perf import main as perf_main
+
+    return perf_main(argv)
+
+
+HANDED_OVER = {"report": report_command, "perf": perf_command}  # commands that parse their own arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch on the command; without one, run."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in HANDED_OVER:  # before our parser, which would read their options as its own
+        return HANDED_OVER[argv[0]](argv[1:])
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command and argv[0] != args.command:  # run's defaults would silently replace options before it
+        parser.error(f"options before the command {args.command!r} are not read: put them after it")
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.list or args.command == "list":
+        print(describe_settings())
+        return 0
+    return run_command(parser, args, argv)

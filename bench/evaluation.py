@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from bench.data.base import ClassGroups
+from bench.data.groups import ClassGroups
 
 
 @torch.no_grad()

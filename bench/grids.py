@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from bench.overrides import OverrideError, apply_overrides
-from regimes import REGIMES
+from bench.registry import REGIMES
 
 METRICS = ("top1", "many", "medium", "few", "mean_class_acc")
 

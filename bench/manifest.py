@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from filelock import FileLock
 
-from bench.results import write_atomic
+from bench.io import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -1,7 +1,12 @@
-"""A name -> object registry with a decorator, for pluggable parts (datasets, regimes)."""
+"""A name -> object registry with a decorator, for pluggable parts (datasets, regimes).
+
+The library reaches the regimes only through `REGIMES` here: the `regimes` package registers itself into it and
+is imported on the first lookup, so `bench` never imports `regimes` (the dependencies run one way).
+"""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -15,9 +20,14 @@ class UnknownNameError(ValueError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plugins: str | None = None):
         self.kind = kind
+        self.plugins = plugins  # the package whose import registers the entries, imported on first lookup
         self._entries: dict[str, T] = {}
+
+    def _load(self) -> None:
+        if self.plugins is not None:
+            importlib.import_module(self.plugins)
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -29,16 +39,27 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(self.kind, name, self.names()) from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+REGIMES: Registry[Any] = Registry("regime", plugins="regimes")  # name -> regimes.Regime subclass
+
+
+def get_regime(name: str):
+    """A fresh instance of the regime registered as `name` (regimes.Regime)."""
+    return REGIMES.get(name)()

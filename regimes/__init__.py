@@ -1,6 +1,8 @@
-"""Fine-tuning regimes by name; importing this package registers them all."""
+"""Fine-tuning regimes by name; importing this package registers them all into bench.registry.REGIMES."""
 from . import (adapter, adaptformer, bitfit, full, lift_plus, linear_probe, ln_tuning, lora,  # noqa: F401
                partial, sparse, ssf, vpt, zero_shot)
-from .base import REGIMES, Regime, get_regime, register_regime
+from bench.registry import REGIMES, get_regime
+
+from .base import Regime, register_regime
 
 __all__ = ["REGIMES", "Regime", "get_regime", "register_regime"]

@@ -1,12 +1,44 @@
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Optional
 
-from bench.models.tunable_block import tunable_blocks
-from bench.models.tuners import BottleneckAdapter, bottleneck_size
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from bench.fields import setting
+from bench.models.tunable_block import Residual, tunable_blocks
 from bench.training.recipe import Recipe
 
-from .base import Regime, register_regime
+from .base import Regime, bottleneck_size, num_blocks, register_regime
+
+
+class BottleneckAdapter(nn.Module):
+    """[LN] → down → ReLU → [dropout] → up → ·scale, with a zero up projection so it starts as a no-op.
+
+    LIFT+'s AdaptFormer and Adapter have their own LayerNorm; AdaptFormer's scale is a learnable scalar (1.0).
+    The original AdaptFormer has no LayerNorm, a fixed scale 0.1 and dropout 0.1.
+    """
+
+    def __init__(self, dim: int, bottleneck: int, *, layer_norm: bool = True, scale: float | None = None,
+                 learnable_scale: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.down = nn.Linear(dim, bottleneck)
+        self.up = nn.Linear(bottleneck, dim)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        if learnable_scale:
+            self.scale = nn.Parameter(torch.tensor(1.0 if scale is None else scale))
+        else:
+            self.scale = 1.0 if scale is None else scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up(self.dropout(F.relu(self.down(self.norm(x)))))
+        return x * self.scale
 
 
 @dataclass(frozen=True)
@@ -21,8 +53,11 @@ class SequentialAdapter(Regime):
     summary = "sequential adapter after each MLP + classifier"
     recipe = AdapterRecipe()
 
+    def resolve(self, recipe, num_classes, visual):
+        if recipe.bottleneck is not None:
+            return recipe
+        return replace(recipe, bottleneck=bottleneck_size(num_classes, num_blocks(visual), 2))
+
     def adapt(self, model, data, recipe):
-        blocks = tunable_blocks(model.visual)
-        size = recipe.bottleneck or bottleneck_size(data.num_classes, len(blocks), 2)
-        for block in blocks:
-            block.tuners["adapter"] = BottleneckAdapter(block.width, size)
+        for block in tunable_blocks(model.visual):
+            block.attach("mlp_out", Residual(BottleneckAdapter(block.width, recipe.bottleneck)))

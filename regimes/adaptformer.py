@@ -1,12 +1,12 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
-from bench.models.tunable_block import tunable_blocks
-from bench.models.tuners import BottleneckAdapter, bottleneck_size
 from bench.fields import setting
+from bench.models.tunable_block import tunable_blocks
 from bench.training.recipe import Recipe
 
-from .base import Regime, register_regime
+from .adapter import BottleneckAdapter
+from .base import Regime, bottleneck_size, num_blocks, register_regime
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,16 @@ class AdaptFormer(Regime):
     summary = "AdaptFormer (parallel bottleneck) + classifier"
     recipe = AdaptFormerRecipe()
 
+    def resolve(self, recipe, num_classes, visual):
+        if recipe.bottleneck is not None:
+            return recipe
+        size = 64 if recipe.variant == "original" else bottleneck_size(num_classes, num_blocks(visual), 2)
+        return replace(recipe, bottleneck=size)
+
     def adapt(self, model, data, recipe):
-        blocks = tunable_blocks(model.visual)
         if recipe.variant == "original":
-            size = recipe.bottleneck or 64
             options = dict(layer_norm=False, scale=0.1, dropout=0.1)
         else:
-            size = recipe.bottleneck or bottleneck_size(data.num_classes, len(blocks), 2)
             options = dict(layer_norm=True, learnable_scale=True)
-        for block in blocks:
-            block.tuners["adaptformer"] = BottleneckAdapter(block.width, size, **options)
+        for block in tunable_blocks(model.visual):
+            block.attach("parallel", BottleneckAdapter(block.width, recipe.bottleneck, **options))

@@ -1,12 +1,29 @@
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Optional
 
-from bench.models.tunable_block import tunable_blocks
-from bench.models.tuners import LoRA, bottleneck_size
+import torch
+from torch import nn
+
 from bench.fields import setting
+from bench.models.tunable_block import tunable_blocks
 from bench.training.recipe import Recipe
 
-from .base import Regime, register_regime
+from .base import Regime, bottleneck_size, num_blocks, register_regime
+
+
+class LoRA(nn.Module):
+    """x ↦ x·A·B / r. A is D×r with kaiming_uniform(a=√5) on that shape (bound 1/√r, as in LIFT-plus), B = 0."""
+
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        self.down = nn.Parameter(torch.empty(dim, rank))
+        self.up = nn.Parameter(torch.zeros(rank, dim))
+        self.scale = 1.0 / rank
+        nn.init.kaiming_uniform_(self.down, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.down.to(x.dtype)) @ self.up.to(x.dtype) * self.scale
 
 
 @dataclass(frozen=True)
@@ -26,9 +43,12 @@ class LoRARegime(Regime):
     summary = "LoRA on q and v + classifier"
     recipe = LoRARecipe()
 
+    def resolve(self, recipe, num_classes, visual):
+        if recipe.rank is not None:
+            return recipe
+        return replace(recipe, rank=bottleneck_size(num_classes, num_blocks(visual), 4))
+
     def adapt(self, model, data, recipe):
-        blocks = tunable_blocks(model.visual)
-        rank = recipe.rank or bottleneck_size(data.num_classes, len(blocks), 4)
-        for block in blocks:
-            block.tuners["lora_q"] = LoRA(block.width, rank)
-            block.tuners["lora_v"] = LoRA(block.width, rank)
+        for block in tunable_blocks(model.visual):
+            block.attach("q", LoRA(block.width, recipe.rank))
+            block.attach("v", LoRA(block.width, recipe.rank))

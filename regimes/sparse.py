@@ -1,14 +1,41 @@
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
+import torch
+from torch import nn
 from torch.nn.utils import parametrize
 
-from bench.models.tunable_block import tunable_blocks
-from bench.models.tuners import MaskedUpdate, random_mask
 from bench.fields import setting
+from bench.models.tunable_block import tunable_blocks
 from bench.training.recipe import Recipe
 
 from .base import Regime, register_regime
+
+
+def random_mask(shape: torch.Size, fraction: float, seed: int) -> torch.Tensor:
+    """int(numel·fraction) entries chosen by a permutation from a generator seeded afresh for every tensor.
+
+    Re-seeding per tensor (so equally shaped tensors share a mask) is what LIFT-plus does.
+    """
+    numel = math.prod(shape)
+    chosen = torch.randperm(numel, generator=torch.Generator().manual_seed(seed))[:int(numel * fraction)]
+    return torch.zeros(numel, dtype=torch.bool).index_fill_(0, chosen, True).view(shape)
+
+
+class MaskedUpdate(nn.Module):
+    """A parametrization: the frozen tensor with the masked entries replaced by trainable values.
+
+    Only the chosen entries exist as a parameter, so momentum and weight decay never touch the others.
+    """
+
+    def __init__(self, original: torch.Tensor, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.to(original.device))
+        self.values = nn.Parameter(original.detach()[self.mask].clone())
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return original.masked_scatter(self.mask, self.values.to(original.dtype))
 
 
 @dataclass(frozen=True)
@@ -35,13 +62,19 @@ class SparseFineTuning(Regime):
     summary = "random fraction of block weight entries + classifier"
     recipe = SparseRecipe()
 
+    def resolve(self, recipe, num_classes, visual):
+        if recipe.fraction is not None:
+            return recipe
+        blocks = list(visual.transformer.resblocks)
+        eligible = sum(getattr(module, name).numel() for block in blocks
+                       for module, name in _targets(block, recipe.location))
+        # K·D entries; over 1 (more classes than eligible entries / D) every entry trains, as with 1
+        return replace(recipe, fraction=min(1.0, num_classes * blocks[0].ln_1.normalized_shape[0] / eligible))
+
     def adapt(self, model, data, recipe):
-        blocks = tunable_blocks(model.visual)
-        targets = [t for block in blocks for t in _targets(block, recipe.location)]
-        eligible = sum(getattr(module, name).numel() for module, name in targets)
-        fraction = recipe.fraction or data.num_classes * blocks[0].width / eligible
+        targets = [t for block in tunable_blocks(model.visual) for t in _targets(block, recipe.location)]
         for module, name in targets:
             original = getattr(module, name)
-            mask = random_mask(original.shape, fraction, recipe.mask_seed)
+            mask = random_mask(original.shape, recipe.fraction, recipe.mask_seed)
             if mask.any():
                 parametrize.register_parametrization(module, name, MaskedUpdate(original, mask))

@@ -1,7 +1,23 @@
+import torch
+from torch import nn
+
 from bench.models.tunable_block import tunable_blocks
-from bench.models.tuners import ScaleShift
 
 from .base import Regime, register_regime
+
+
+class ScaleShift(nn.Module):
+    """SSF: x·γ + β per channel, γ ~ N(1, 0.02), β ~ N(0, 0.02) (so, unlike the adapters, not exactly identity)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.empty(dim))
+        self.shift = nn.Parameter(torch.empty(dim))
+        nn.init.normal_(self.scale, mean=1.0, std=0.02)
+        nn.init.normal_(self.shift, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
 
 
 @register_regime("ssf")
@@ -13,6 +29,6 @@ class SSF(Regime):
     def adapt(self, model, data, recipe):
         for block in tunable_blocks(model.visual):
             width = block.width
-            for name, dim in (("ssf_qkv", 3 * width), ("ssf_attn_out", width),
-                              ("ssf_fc", block.mlp.c_fc.out_features), ("ssf_mlp_out", width)):
-                block.tuners[name] = ScaleShift(dim)
+            for site, dim in (("qkv", 3 * width), ("attn_out", width),
+                              ("mlp_in", block.mlp.c_fc.out_features), ("mlp_out", width)):
+                block.attach(site, ScaleShift(dim))

@@ -1,15 +1,26 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 import torch
 from torch import nn
 
-from bench.models.tunable_block import tunable_blocks
-from bench.models.tuners import bottleneck_size
 from bench.fields import setting
+from bench.models.tunable_block import tunable_blocks
 from bench.training.recipe import Recipe
 
-from .base import Regime, register_regime
+from .base import Regime, bottleneck_size, num_blocks, register_regime
+
+
+class Prompt(nn.Module):
+    """P learnable tokens of width D, N(0, 0.02); returns them batched in the input's dtype (site `tokens`)."""
+
+    def __init__(self, length: int, dim: int):
+        super().__init__()
+        self.prompt = nn.Parameter(torch.empty(length, dim))
+        nn.init.normal_(self.prompt, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prompt.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
 
 
 @dataclass(frozen=True)
@@ -25,12 +36,15 @@ class VisualPromptTuning(Regime):
     summary = "visual prompt tokens (deep or shallow) + classifier"
     recipe = VPTRecipe()
 
+    def resolve(self, recipe, num_classes, visual):
+        if recipe.length is not None:
+            return recipe
+        prompted = num_blocks(visual) if recipe.depth == "deep" else 1
+        return replace(recipe, length=bottleneck_size(num_classes, prompted))
+
     def adapt(self, model, data, recipe):
         if getattr(model.visual, "pool_type", "tok") != "tok":
             raise ValueError("vpt needs a tower that pools the CLS token (pool_type 'tok')")
         blocks = tunable_blocks(model.visual)
-        prompted = blocks if recipe.depth == "deep" else blocks[:1]
-        length = recipe.length or bottleneck_size(data.num_classes, len(prompted))
-        for block in prompted:
-            block.prompt = nn.Parameter(torch.empty(length, block.width))
-            nn.init.normal_(block.prompt, std=0.02)
+        for block in blocks if recipe.depth == "deep" else blocks[:1]:
+            block.attach("tokens", Prompt(recipe.length, block.width))

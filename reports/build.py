@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
+from bench.data.groups import FEW_MAX
+from bench.io import atomic_file
 from bench.manifest import ManifestError
-from bench.results import atomic_file
 
 from .figures import DATASET_FIGURES, RUN_FIGURES, grid_heatmap, grid_paired_tests, stats_by_row
 from .load import Run, load_run
@@ -159,8 +160,8 @@ def hyperparameters(run: Run) -> pd.DataFrame:
     rows = []
     for (dataset, row), jobs in run.main.groupby(["dataset", "row"]):
         result = run.result(jobs.job_id.iloc[0])
-        recipe = result["config"]["recipe"]
-        sources = result.get("hparam_sources") or {}
+        recipe = result.config["recipe"]
+        sources = result.hparam_sources or {}
         for field in [f for f in recipe if f in KEY_FIELDS or f in sources]:
             rows.append({"dataset": dataset, "regime": row, "setting": field, "value": recipe[field],
                          "source": sources.get(field, "default (the regime's recipe; LIFT-plus utils/config.py)")})
@@ -250,8 +251,8 @@ def worst_tail_classes(run: Run, n: int = 10) -> str:
 
 
 def _tail_table(run: Run, dataset: str, row: str, job: str, s: dict, n: int) -> str:
-    names = run.result(job)["dataset"].get("classnames") or []
-    tail = np.flatnonzero(s["train_count"] < 20)
+    names = run.result(job).dataset.get("classnames") or []
+    tail = np.flatnonzero(s["train_count"] < FEW_MAX)
     tail = tail[~np.isnan(s["gap_pairwise"][tail])]
     order = tail[np.argsort(-s["gap_pairwise"][tail])][:n]
     frame = pd.DataFrame({"class": [names[c] if c < len(names) else c for c in order],

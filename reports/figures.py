@@ -14,11 +14,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import ttest_rel  # noqa: E402
 
+from bench.data.groups import FEW_MAX, GROUP_NAMES, GROUP_RULES, MANY_MIN  # noqa: E402
 from bench.statistics import HIST_EDGES  # noqa: E402
 
 from .load import Run  # noqa: E402
 
-GROUPS = ["many", "medium", "few"]
+GROUPS = list(GROUP_NAMES)
 
 
 def _datasets(run: Run) -> list[str]:
@@ -57,9 +58,9 @@ def per_class_vs_frequency(run: Run):
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
         for row, rows in ok[ok.dataset == dataset].groupby("row"):
-            accs = [run.result(j)["metrics"]["test"]["per_class_acc"] for j in rows.job_id]
+            accs = [run.result(j).metrics["test"]["per_class_acc"] for j in rows.job_id]
             acc = np.nanmean(np.array(accs, dtype=float), axis=0)
-            counts = np.array(run.result(rows.job_id.iloc[0])["dataset"]["train_class_counts"])
+            counts = np.array(run.result(rows.job_id.iloc[0]).dataset["train_class_counts"])
             order = np.argsort(-counts, kind="stable")
             window = max(1, len(acc) // 10)
             smooth = pd.Series(acc[order]).rolling(window, min_periods=1, center=True).mean()
@@ -159,7 +160,8 @@ def feature_histograms(run: Run, dataset: str):
     centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
     for row, (label, s) in zip(axes, stats.items()):
         counts = s["train_count"]
-        for ax, (name, classes) in zip(row, [("head (> 100)", counts > 100), ("tail (< 20)", counts < 20)]):
+        for ax, (name, classes) in zip(row, [(f"head ({GROUP_RULES['many']})", counts > MANY_MIN),
+                                             (f"tail ({GROUP_RULES['few']})", counts < FEW_MAX)]):
             for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
                 hist = s[f"{split}_hist"][classes].sum(axis=0)
                 if hist.sum():

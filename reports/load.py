@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data.groups import GROUP_NAMES
+from bench.job_result import JobOutcome, JobResult, outcome_from_dict, recipe_id
 from bench.manifest import Manifest, ManifestJob, read_manifest
-from bench.results import RunStore, recipe_id, table_row
-from regimes import REGIMES
+from bench.registry import REGIMES
+from bench.results import RunStore
 
 COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",
-           "top1", "many", "medium", "few", "train_top1", "train_many", "train_medium", "train_few",
-           "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
+           "top1", *GROUP_NAMES, "train_top1", *(f"train_{g}" for g in GROUP_NAMES), "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
            "peak_memory_mb"]
 NUMERIC = COLUMNS[COLUMNS.index("top1"):]
 LISTED = 5  # job labels named in one problem line
@@ -29,8 +30,8 @@ LISTED = 5  # job labels named in one problem line
 @dataclass
 class Run:
     path: Path
-    results: list[dict]  # the results shown (stale ones and those of no plan only with include_all)
-    table: pd.DataFrame  # one row per shown job (ok and failed); COLUMNS and table_row's
+    results: dict[str, JobOutcome]  # job id -> outcome shown (stale ones and those of no plan only with include_all)
+    table: pd.DataFrame  # one row per shown job (ok and failed); COLUMNS and JobResult.to_row's
     grids: list[dict] = field(default_factory=list)  # grid records, members reduced to the shown jobs
     problems: list[str] = field(default_factory=list)  # failed, missing, left out, unreadable
     main_ids: set[str] = field(default_factory=set)  # jobs of the regimes' own recipes (not grid variants)
@@ -46,16 +47,17 @@ class Run:
         ok = self.ok
         return ok[ok.job_id.isin(self.main_ids)]
 
-    def result(self, job_id: str) -> dict:
-        return next(r for r in self.results if r.get("job_id") == job_id)
+    def result(self, job_id: str) -> JobResult:
+        """A finished job's result (the table's ok rows name them)."""
+        return self.results[job_id]
 
     def few_shot_gap(self, job_id: str) -> float | None:
         """The job's headline feature statistic: test − train pairwise spread, averaged over few-shot classes."""
-        stats = self.result(job_id).get("statistics") or {}
+        stats = self.result(job_id).statistics or {}
         return ((stats.get("groups") or {}).get("few") or {}).get("gap_pairwise")
 
     def stats(self, job_id: str) -> dict[str, np.ndarray] | None:
-        info = self.result(job_id).get("statistics") or {}
+        info = self.result(job_id).statistics or {}
         path = self.path / info["file"] if info.get("file") else None
         if path is None or not path.is_file():
             return None
@@ -63,22 +65,22 @@ class Run:
             return {k: z[k] for k in z.files}
 
 
-def _derived_main_ids(results: list[dict], grids: list[dict]) -> set[str]:
+def _derived_main_ids(results: list[JobOutcome], grids: list[dict]) -> set[str]:
     """Without a plan to say it: jobs outside grids, and grid jobs whose recipe is their regime's default today
     (epochs aside)."""
     grid_only = {j["job_id"] for g in grids for j in g["jobs"]}
 
-    def is_main(result: dict) -> bool:
-        if result.get("job_id") not in grid_only:
+    def is_main(result: JobOutcome) -> bool:
+        if result.job_id not in grid_only:
             return True
-        config = result.get("config") or {}
+        config = result.config
         if config.get("regime") not in REGIMES.names():
             return False
         default = dataclasses.asdict(REGIMES.get(config["regime"]).recipe)
         recipe = config.get("recipe") or {}
         return all(recipe.get(k) == v for k, v in default.items() if k != "epochs")
 
-    return {r.get("job_id") for r in results if is_main(r)}
+    return {r.job_id for r in results if is_main(r)}
 
 
 def _derived_lightweight(regime, trainable_pct) -> bool:
@@ -98,11 +100,11 @@ def _flatten(value: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _identity(result: dict, job: ManifestJob | None) -> dict:
+def _identity(result: JobOutcome, job: ManifestJob | None) -> dict:
     """What two jobs must share to be averaged: the config less the seed, the split they ran on and, from the
     manifest, protocol and data fingerprint (where the config does not hold them itself)."""
-    flat = _flatten({k: v for k, v in (result.get("config") or {}).items() if k != "seed"})
-    extra = {"split_fingerprint": result.get("split_fingerprint")}
+    flat = _flatten({k: v for k, v in result.config.items() if k != "seed"})
+    extra = {"split_fingerprint": getattr(result, "split_fingerprint", None)}
     if job is not None:
         extra.update(protocol=job.protocol, data_fingerprint=job.data_fingerprint)
     for key, value in extra.items():
@@ -155,20 +157,20 @@ def _rows(table: pd.DataFrame, identities: list[dict], main_ids: set[str]) -> li
     return [labels.get((d, k), str(r)) for d, r, k in zip(table.dataset, table.regime, keys)]
 
 
-def _table(results: list[dict], manifest: Manifest | None, main_ids: set[str]) -> pd.DataFrame:
+def _table(results: list[JobOutcome], manifest: Manifest | None, main_ids: set[str]) -> pd.DataFrame:
     planned = manifest.jobs if manifest else {}
     rows, identities = [], []
     for r in results:
-        job = planned.get(r.get("job_id"))
-        row = table_row(r)
-        dataset, timings = r.get("dataset") or {}, r.get("timings") or {}
-        row.update({"num_classes": dataset.get("num_classes"), "label": r.get("label"),
+        job = planned.get(r.job_id)
+        row = r.to_row()
+        dataset, timings = getattr(r, "dataset", {}), getattr(r, "timings", {})
+        row.update({"num_classes": dataset.get("num_classes"), "label": r.label,
                     "train_images_per_s": timings.get("train_images_per_s"),
                     "peak_memory_mb": timings.get("peak_memory_mb"),
-                    "recipe_id": job.recipe_id if job else recipe_id(r.get("config") or {}),
+                    "recipe_id": job.recipe_id if job else recipe_id(r.config),
                     "lightweight": job.lightweight if job else _derived_lightweight(row["regime"],
                                                                                     row["trainable_pct"]),
-                    "protocol": job.protocol if job else (r.get("config") or {}).get("protocol")})
+                    "protocol": job.protocol if job else r.config.get("protocol")})
         rows.append(row)
         identities.append(_identity(r, job))
     table = pd.DataFrame(rows)
@@ -188,10 +190,10 @@ def _listed(labels: list) -> str:
     return ", ".join(labels[:LISTED]) + (f" and {len(labels) - LISTED} more" if len(labels) > LISTED else "")
 
 
-def _select(results: list[dict], manifest: Manifest, include_all: bool, problems: list[str]) -> list[dict]:
+def _select(by_id: dict[str, JobOutcome], manifest: Manifest, include_all: bool, problems: list[str]
+            ) -> dict[str, JobOutcome]:
     """The results of jobs the plans still stand by; stale ones and those of no plan only with `include_all`.
     Says in `problems` what was left out (or let in) and why, and what the plans lack."""
-    by_id = {r.get("job_id"): r for r in results}
     stale = manifest.stale_ids() & set(by_id)
     unplanned = set(by_id) - set(manifest.jobs)
     fate = "included (--all)" if include_all else "left out"
@@ -201,14 +203,14 @@ def _select(results: list[dict], manifest: Manifest, include_all: bool, problems
                         + ("" if include_all else "; `report --all` shows them"))
     if unplanned:
         problems.append(f"{_results(len(unplanned))} in jobs/ {fate}: no plan in manifest.json lists them (written "
-                        f"before it, or copied in): {_listed(by_id[i].get('label') or i for i in unplanned)}"
+                        f"before it, or copied in): {_listed(by_id[i].label or i for i in unplanned)}"
                         + ("" if include_all else "; `report --all` shows them"))
     current = manifest.current_ids()
     absent = current - set(by_id)
     if absent:
         problems.append(f"{len(absent)} of {len(current)} planned jobs have no result yet (not run, running or "
                         f"interrupted): {_listed(manifest.jobs[i].label for i in absent)}")
-    return results if include_all else [r for r in results if r.get("job_id") in current]
+    return by_id if include_all else {i: r for i, r in by_id.items() if i in current}
 
 
 def _read_grids(store: RunStore, problems: list[str]) -> list[dict]:
@@ -244,23 +246,25 @@ def load_run(path: str | Path, include_all: bool = False) -> Run:
     if not store.jobs_dir.is_dir():
         raise FileNotFoundError(f"{path} is not a run folder (no jobs/ in it); run a benchmark with --out {path}")
     manifest = read_manifest(store.run_dir)
-    results, problems = [], []
+    results: dict[str, JobOutcome] = {}
+    problems: list[str] = []
     for file in sorted(store.jobs_dir.glob("*.json")):
         try:
-            results.append(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
+            outcome = outcome_from_dict(json.loads(file.read_text(encoding="utf-8")))
+            results[outcome.job_id] = outcome
+        except (OSError, ValueError, TypeError, AttributeError):
             problems.append(f"unreadable result file {file.name} (ignored)")
     if manifest is not None:
         results = _select(results, manifest, include_all, problems)
-    shown = {r.get("job_id") for r in results}
+    shown = set(results)
     grids = [_shown_grid(g, shown, manifest, problems) for g in _read_grids(store, problems)]
     planned = manifest.jobs if manifest else {}
     main_ids = {i for i in shown if i in planned and planned[i].main} | \
-        _derived_main_ids([r for r in results if r.get("job_id") not in planned], grids)
-    table = _table(results, manifest, main_ids)
-    for r in results:
-        if r.get("status") != "ok":
-            problems.append(f"{r.get('label')} failed: {r.get('error')}")
+        _derived_main_ids([r for i, r in results.items() if i not in planned], grids)
+    table = _table(list(results.values()), manifest, main_ids)
+    for r in results.values():
+        if r.status != "ok":
+            problems.append(f"{r.label} failed: {r.error}")
     for g in grids:
         absent = [j for j in g["jobs"] if j["job_id"] not in shown]
         if absent:

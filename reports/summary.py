@@ -1,6 +1,8 @@
 """Plain-text summary table of a run (printed at the end of every run)."""
 from __future__ import annotations
 
+from bench.text_table import format_cell, format_table
+
 COLUMNS = [("dataset", "dataset", "{}"), ("regime", "regime", "{}"), ("seed", "seed", "{}"),
            ("status", "status", "{}"), ("top1", "top-1", "{:.2f}"), ("many", "many", "{:.2f}"),
            ("medium", "medium", "{:.2f}"), ("few", "few", "{:.2f}"), ("train_top1", "train", "{:.2f}"),
@@ -9,16 +11,6 @@ COLUMNS = [("dataset", "dataset", "{}"), ("regime", "regime", "{}"), ("seed", "s
 EMPTY = "–"  # an empty group, or a value a failed job does not have
 
 
-def _cell(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return EMPTY
-    return fmt.format(value)
-
-
 def format_summary(rows: list[dict]) -> str:
-    header = [title for _, title, _ in COLUMNS]
-    body = [[_cell(row.get(key), fmt) for key, _, fmt in COLUMNS] for row in rows]
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header] + body]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_table([title for _, title, _ in COLUMNS],
+                        [[format_cell(row.get(key), fmt, EMPTY) for key, _, fmt in COLUMNS] for row in rows])

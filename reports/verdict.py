@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.data.groups import GROUP_NAMES, GROUP_RULES
+
 
 def light_rows(rows: pd.DataFrame) -> list[str]:
     """The rows of parameter-efficient regimes: as the manifest recorded them when planned (for older folders,
@@ -57,13 +59,13 @@ def verdict(main: pd.DataFrame, dataset: str, stats_gap: dict[str, float | None]
     rows = main[main.dataset == dataset]
     if rows.empty:
         return [f"{dataset}: no finished job."]
-    mean = rows.groupby("row")[["top1", "many", "medium", "few"]].apply(
+    mean = rows.groupby("row")[["top1", *GROUP_NAMES]].apply(
         lambda g: g.apply(pd.to_numeric, errors="coerce").mean())
     lines = []
     if mean.few.isna().all():
         best = f"{mean.top1.idxmax()} ({mean.top1.max():.1f})" if mean.top1.notna().any() else "none measured"
-        return [f"{dataset} has no few-shot classes (< 20 training images), so the tail comparison does not apply; "
-                f"best overall: {best}."]
+        return [f"{dataset} has no few-shot classes ({GROUP_RULES['few']} training images), so the tail comparison "
+                f"does not apply; best overall: {best}."]
     light = [r for r in light_rows(rows) if r in mean.index]
     full = _rows_of(rows, "full")
     if not full or not light:

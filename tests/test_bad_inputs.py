@@ -201,13 +201,14 @@ def test_non_finite_loss_is_recorded_and_the_run_goes_on_to_its_table_and_report
 
 
 def test_failure_records_with_non_finite_values_are_saved(tmp_path):
+    from bench.job_result import JobResult
     from bench.results import RunStore
 
     store = RunStore(tmp_path)
-    store.save({"job_id": "x", "status": "failed", "error": "loss nan", "loss": float("nan"),
-                "history": [{"lr": float("inf")}, {"lr": -float("inf")}]})
+    store.save(JobResult("x", "x", {}, metrics={"test": {"top1": float("nan")}},
+                         history=[{"lr": float("inf")}, {"lr": -float("inf")}]))
     saved = store.load("x")
-    assert saved["loss"] == "nan" and [h["lr"] for h in saved["history"]] == ["inf", "-inf"]
+    assert saved.metrics["test"]["top1"] == "nan" and [h["lr"] for h in saved.history] == ["inf", "-inf"]
 
 
 def test_changed_split_or_image_makes_new_jobs_and_keeps_the_old(tmp_path, capsys):

@@ -1,4 +1,6 @@
 import json
+import sys
+import types
 
 import pandas as pd
 import pytest
@@ -38,6 +40,59 @@ def test_help_describes_every_option(capsys):
                    "--seeds", "--epochs", "--imbalance-ratio", "--set", "--device", "--precision", "--workers",
                    "--micro-batch-size", "--force"):
         assert option in out
+
+
+def test_help_shows_the_commands_and_the_option_groups(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for heading in ("commands:", "selection:", "recipe:", "data:", "execution:", "output:"):
+        assert f"\n{heading}" in out
+    for command in ("run", "report", "perf", "list"):
+        assert f"\n    {command} " in out
+
+
+def test_run_is_the_default_command():
+    from bench.cli import build_parser
+
+    options = ["--datasets", "synthetic_lt", "--seeds", "3", "4", "--set", "lora.rank=2", "-q"]
+    explicit, implicit = build_parser().parse_args(["run", *options]), build_parser().parse_args(options)
+    assert (explicit.command, implicit.command) == ("run", None)
+    assert {**vars(explicit), "command": None} == vars(implicit)
+
+
+def test_options_before_a_command_or_unknown_ones_exit_2(capsys):
+    for argv in (["-q", "run"], ["--epochs", "3", "list"], ["run", "--nope"], ["nope"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    assert "options before the command 'run' are not read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, module", [("report", "reports.build"), ("perf", "bench.perf")])
+def test_report_and_perf_get_the_rest_of_the_command_line_untouched(monkeypatch, command, module):
+    received = []
+    monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(main=lambda argv: received.append(argv) or 3))
+    rest = ["--all", "runs/x", "--s", "5", "--model", "m"]  # --s: ours would call it ambiguous
+    assert main([command, *rest]) == 3 and received == [rest]
+
+
+@pytest.mark.parametrize("argv", [["list"], ["--list"], ["--datasets", "synthetic_lt", "--list"]])
+def test_list_shows_every_setting_with_type_default_range_and_help(capsys, argv):
+    from bench.data import DATASETS
+    from regimes import REGIMES
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    headings = {line.split(":")[0] for line in out.splitlines() if line and not line.startswith(" ")}
+    assert set(DATASETS.names()) | set(REGIMES.names()) <= headings
+    lora = out[out.index("\nlora: "):]
+    rank = next(line.split(None, 4) for line in lora.splitlines() if line.lstrip().startswith("rank "))
+    assert rank[:4] == ["rank", "int", "|", "None"] and "None: 2^max" in rank[4]
+    scale = next(line for line in lora.splitlines() if line.lstrip().startswith("classifier_scale "))
+    assert scale.split()[1:4] == ["float", "25.0", ">"] and scale.rstrip().endswith("sigma of the cosine classifier")
+    assert any(line.split() == ["tte", "bool", "false"] for line in lora.splitlines())  # no metadata: no help
 
 
 def test_missing_data_stops_before_training(tmp_path, capsys):
@@ -113,13 +168,14 @@ def test_all_regimes_on_identical_splits_with_parameter_columns(tmp_path, capsys
 
 
 def test_regime_options_and_shared_settings_from_the_command_line(tmp_path):
-    from bench.cli import build_parser, expand_jobs
+    from bench.cli import build_parser, selection_of
+    from bench.plan import plan
     from bench.training import Runtime
 
     def jobs(*sets):
         args = build_parser().parse_args(["--datasets", "synthetic_lt", "--regimes", "lora", "lift_plus", "full",
                                           "--set", *sets])
-        return {job.regime: job for job in expand_jobs(args, Runtime())[0]}
+        return {job.regime: job for job in plan(selection_of(args), Runtime()).jobs}
 
     by_name = jobs("lora.rank=8", "all.tte=true", "lift_plus.tte=false", "all.bottleneck=2")
     assert by_name["lora"].recipe.rank == 8 and by_name["lora"].recipe.tte is True
@@ -131,17 +187,15 @@ def test_regime_options_and_shared_settings_from_the_command_line(tmp_path):
 
 
 def test_no_arguments_means_the_offline_demo_on_the_bundled_model():
-    from bench.cli import build_parser, resolve_model
+    from bench.cli import build_parser, selection_of
 
-    args = build_parser().parse_args([])
-    resolve_model(args)
-    assert (args.datasets, args.model, args.pretrained) == (["demo_lt"], "ltbench-demo", "bundled")
-    args = build_parser().parse_args(["--datasets", "cifar100_lt", "demo_lt"])
-    resolve_model(args)
-    assert (args.model, args.pretrained) == ("ViT-B-16", "openai")
-    args = build_parser().parse_args(["--pretrained", "none"])
-    resolve_model(args)
-    assert (args.model, args.pretrained) == ("ltbench-demo", "none")
+    def selected(*argv):
+        selection = selection_of(build_parser().parse_args(argv))
+        return selection.datasets, selection.model, selection.pretrained
+
+    assert selected() == (("demo_lt",), "ltbench-demo", "bundled")
+    assert selected("--datasets", "cifar100_lt", "demo_lt")[1:] == ("ViT-B-16", "openai")
+    assert selected("--pretrained", "none")[1:] == ("ltbench-demo", "none")
 
 
 def test_shortened_demo_run_writes_a_complete_report(tmp_path, capsys):

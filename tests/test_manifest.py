@@ -4,7 +4,7 @@ import multiprocessing
 import pytest
 
 from bench.manifest import ManifestError, ManifestJob, dataset_key, read_manifest, record_plan
-from bench.results import recipe_id
+from bench.job_result import recipe_id
 
 CONFIG = {"dataset": "synthetic_lt", "dataset_config": {"type": "SyntheticConfig", "imbalance_ratio": 100},
           "data_fingerprint": "a" * 64, "regime": "linear_probe", "recipe": {"epochs": 2, "lr": 0.01},

@@ -1,6 +1,7 @@
 import pytest
 
-from bench.cli import build_parser, expand_jobs
+from bench.cli import build_parser, selection_of
+from bench.plan import plan
 from bench.protocols import PROTOCOLS
 from bench.training import Runtime
 from regimes import REGIMES
@@ -10,7 +11,7 @@ DATASETS = ["synthetic_lt", "imagenet_lt", "places_lt", "inat2018", "cifar100_lt
 
 def _jobs(*options) -> dict[tuple[str, str], object]:
     args = build_parser().parse_args(["--datasets", *DATASETS, "--regimes", "all", *options])
-    return {(job.dataset, job.regime): job for job in expand_jobs(args, Runtime())[0]}
+    return {(job.dataset, job.regime): job for job in plan(selection_of(args), Runtime()).jobs}
 
 
 def test_reference_protocol_is_the_regimes_own_recipes():

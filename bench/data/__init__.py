@@ -1,6 +1,7 @@
 """Long-tail data sets by name; importing this package registers them all."""
 from . import cifar, demo, split_files, synthetic  # noqa: F401  (registration)
-from .base import ClassGroups, DataError, LongTailData
+from .base import DataError, LongTailData
+from .groups import ClassGroups
 from .checks import check_images
 from .registry import DATASETS, build_dataset, dataset_config, register_dataset
 

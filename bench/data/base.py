@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-MANY_MIN = 100  # many-shot: more than 100 training images
-FEW_MAX = 20  # few-shot: fewer than 20; medium is 20..100 inclusive
+from .groups import ClassGroups
+
 CLASSES_SHOWN = 5  # classes an error message names before "and N more"
 
 
@@ -87,25 +87,6 @@ class FileImages(ImageSource):
             raise DataError(f"cannot read image {path} (listed in {where}): {exc}") from exc
 
 
-@dataclass(frozen=True)
-class ClassGroups:
-    many: np.ndarray
-    medium: np.ndarray
-    few: np.ndarray
-
-    @classmethod
-    def from_counts(cls, counts: np.ndarray) -> "ClassGroups":
-        counts = np.asarray(counts)
-        return cls(
-            many=np.flatnonzero(counts > MANY_MIN),
-            medium=np.flatnonzero((counts >= FEW_MAX) & (counts <= MANY_MIN)),
-            few=np.flatnonzero(counts < FEW_MAX),
-        )
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return {"many": self.many, "medium": self.medium, "few": self.few}
-
-
 @dataclass
 class LongTailData:
     """A long-tail training split and a (balanced) test split sharing one label space."""
@@ -114,8 +95,6 @@ class LongTailData:
     classnames: list[str]
     train: ImageSource
     test: ImageSource
-    default_epochs: int = 5
-    info: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for split_name, split in (("train", self.train), ("test", self.test)):

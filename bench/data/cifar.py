@@ -167,8 +167,6 @@ class Cifar100LT:
             classnames=classnames,
             train=ArrayImages(train_images[keep], train_labels[keep], "cifar100-train", indices=keep),
             test=ArrayImages(test_images, test_labels, "cifar100-test"),
-            default_epochs=self.epochs,
-            info={"imbalance_ratio": self.imbalance_ratio},
         )
 
 

@@ -135,7 +135,7 @@ class SplitFileDataset:
                                 f"({len(classnames)} classes in {split_dir / self.classnames_file})")
             splits[split] = FileImages(image_root, rel_paths, labels, list_file, lines)
         check_disjoint(splits["train"], splits["test"])
-        return LongTailData(self.name, classnames, splits["train"], splits["test"], default_epochs=self.epochs)
+        return LongTailData(self.name, classnames, splits["train"], splits["test"])
 
 
 @register_dataset("imagenet_lt")

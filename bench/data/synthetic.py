@@ -51,7 +51,7 @@ def generated_long_tail(config, name: str, classnames: list[str], render_split) 
     for split, per_class in (("train", counts), ("test", config.test_per_class)):
         labels = np.repeat(np.arange(config.num_classes), per_class)
         splits[split] = ArrayImages(render_split(labels, split), labels, f"{key}/{split}")
-    return LongTailData(name=name, classnames=classnames, default_epochs=config.epochs, **splits)
+    return LongTailData(name=name, classnames=classnames, **splits)
 
 
 @register_dataset("synthetic_lt")

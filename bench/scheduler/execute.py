@@ -10,7 +10,9 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from bench.results import RunStore, storage_error
+from bench.io import storage_error
+from bench.job_result import JobFailure, JobOutcome, JobResult
+from bench.results import RunStore
 from bench.training import Job
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ def _halved(job: Job) -> Job:
         runtime, micro_batch_size=micro, eval_batch_size=max(1, runtime.eval_batch_size // 2)))
 
 
-def train_with_oom_retry(job: Job) -> dict:
+def train_with_oom_retry(job: Job) -> JobResult:
     """Out of GPU memory: retry once with half the micro-batch (gradient accumulation keeps the batch)."""
     from bench.training.engine import train  # heavy imports only where a job runs
 
@@ -41,26 +43,20 @@ def train_with_oom_retry(job: Job) -> dict:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         result = train(retry)
-        result["oom_retry"] = {"micro_batch_size": retry.runtime.micro_batch_size,
-                               "eval_batch_size": retry.runtime.eval_batch_size}
+        result.oom_retry = {"micro_batch_size": retry.runtime.micro_batch_size,
+                            "eval_batch_size": retry.runtime.eval_batch_size}
         return result
 
 
-def failure_record(job: Job, error: str, status: str = "failed", **details) -> dict:
-    """The result of a job that did not finish; every backend records its failures in this one shape."""
-    return {"status": status, "job_id": job.job_id, "label": job.label, "config": job.config(), "error": error,
-            **details}
-
-
-def _failure(job: Job, exc: BaseException, log_path: Path) -> dict:
+def _failure(job: Job, exc: BaseException, log_path: Path) -> JobFailure:
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         error = (f"out of GPU memory even with micro-batch {_halved(job).runtime.micro_batch_size}; "
                  f"use a smaller --micro-batch-size and --eval-batch-size ({type(exc).__name__})")
-    return failure_record(job, error, traceback=traceback.format_exc(), log=str(log_path))
+    return JobFailure.of(job, error, traceback=traceback.format_exc(), log=str(log_path))
 
 
-def execute(job: Job, run_dir: str | Path) -> dict:
+def execute(job: Job, run_dir: str | Path) -> JobOutcome:
     """Train and evaluate `job`; save its result (or its failure) atomically under `run_dir` and return it.
 
     A per-job lock makes two runs on one folder train a job once: the second waits, then takes the first's
@@ -75,7 +71,7 @@ def execute(job: Job, run_dir: str | Path) -> dict:
             log.warning("%s: another ltbench process is running this job; waiting for its result", job.label)
             lock.acquire()
     except OSError as exc:
-        return failure_record(job, str(storage_error(store.lock_path(job.job_id), exc) or exc))
+        return JobFailure.of(job, str(storage_error(store.lock_path(job.job_id), exc) or exc))
     try:
         if not job.runtime.force and store.is_finished(job.job_id):
             return store.load(job.job_id)
@@ -84,7 +80,7 @@ def execute(job: Job, run_dir: str | Path) -> dict:
         lock.release()
 
 
-def _run_and_save(job: Job, store: RunStore) -> dict:
+def _run_and_save(job: Job, store: RunStore) -> JobOutcome:
     log_path = store.log_path(job.job_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, encoding="utf-8")
@@ -99,7 +95,7 @@ def _run_and_save(job: Job, store: RunStore) -> dict:
     job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, run_dir=str(store.run_dir)))
     try:
         result = train_with_oom_retry(job)
-        result["log"] = str(log_path)
+        result.log = str(log_path)
     except KeyboardInterrupt:
         raise
     except Exception as exc:
@@ -114,7 +110,7 @@ def _run_and_save(job: Job, store: RunStore) -> dict:
         store.save(result)
     except OSError as exc:  # kept in memory: the summary and exit code say it; the rerun trains it again
         log.error("%s: cannot save its result: %s", job.label, exc)
-        return failure_record(job, f"result not saved: {exc}", traceback=traceback.format_exc())
-    if result["status"] == "ok":
+        return JobFailure.of(job, f"result not saved: {exc}", traceback=traceback.format_exc())
+    if result.status == "ok":
         store.checkpoint_path(job.job_id).unlink(missing_ok=True)
     return result

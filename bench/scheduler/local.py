@@ -18,13 +18,14 @@ from typing import Callable, Iterator
 
 from joblib import Parallel, delayed
 
+from bench.job_result import JobFailure, JobOutcome
 from bench.results import RunStore
 from bench.training import Job
 
-from .execute import execute, failure_record
+from .execute import execute
 from .signals import track, untrack
 
-Launch = Callable[[Job, str, int], dict]  # (job, device slot, slot index) -> result
+Launch = Callable[[Job, str, int], JobOutcome]  # (job, device slot, slot index) -> result
 INTERRUPTED = (130, -signal.SIGTERM, -signal.SIGINT)  # how a child stopped by the driver exits
 
 
@@ -32,7 +33,7 @@ def _stamp(path: Path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
-def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) -> dict:
+def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) -> JobOutcome:
     """Run `job` in a fresh Python process pinned to `slot`, in its own process group, dying with this one;
     the job goes in through its standard input and its result comes back through the store."""
     store = RunStore(run_dir)
@@ -53,15 +54,16 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
         untrack(process)
     result = store.load(job.job_id) if _stamp(store.job_path(job.job_id)) != before else None
     if result is None and code in INTERRUPTED:  # the run was stopped: nothing failed, the rerun resumes it
-        return failure_record(job, "interrupted", status="interrupted")
+        return JobFailure.of(job, "interrupted", status="interrupted")
     if result is None:  # killed before it could record anything (segfault, OOM killer)
-        result = failure_record(job, f"job process exited with code {code} before recording a result",
-                                log=str(store.log_path(job.job_id)))
+        result = JobFailure.of(job, f"job process exited with code {code} before recording a result",
+                               log=str(store.log_path(job.job_id)))
         store.save(result)
     return result
 
 
-def run_local(jobs: list[Job], run_dir: str | Path, slots: list[str], launch: Launch | None = None) -> Iterator[dict]:
+def run_local(jobs: list[Job], run_dir: str | Path, slots: list[str], launch: Launch | None = None
+              ) -> Iterator[JobOutcome]:
     """Yield each job's result as it finishes. One slot: in this process, in order. More: in parallel."""
     run_dir = str(run_dir)
     if len(slots) == 1 and launch is None:
@@ -76,7 +78,7 @@ def run_local(jobs: list[Job], run_dir: str | Path, slots: list[str], launch: La
     for index, slot in enumerate(slots):
         free.put((index, slot))
 
-    def on_a_free_slot(job: Job) -> dict:
+    def on_a_free_slot(job: Job) -> JobOutcome:
         index, slot = free.get()
         try:
             return launch(job, slot, index)

@@ -9,14 +9,15 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from bench.job_result import JobFailure, JobOutcome
 from bench.results import RunStore
 from bench.training import Job
 
-from .execute import execute, failure_record
+from .execute import execute
 
 
 def run_ray(jobs: list[Job], run_dir: str | Path, address: str | None, gpus_per_job: float,
-            cpus_per_job: float = 1.0) -> Iterator[dict]:
+            cpus_per_job: float = 1.0) -> Iterator[JobOutcome]:
     try:
         import ray
     except ImportError:
@@ -33,9 +34,9 @@ def run_ray(jobs: list[Job], run_dir: str | Path, address: str | None, gpus_per_
         try:
             result = ray.get(done[0])
         except Exception as exc:  # the worker died (node lost, killed): record it like any failure
-            result = failure_record(job, f"Ray task failed: {type(exc).__name__}: {exc}")
+            result = JobFailure.of(job, f"Ray task failed: {type(exc).__name__}: {exc}")
         try:
             store.save(result)
         except OSError as exc:  # the worker may have saved it; either way the run goes on
-            result.setdefault("save_error", str(exc))
+            result.save_error = result.save_error or str(exc)
         yield result

@@ -12,7 +12,7 @@ def main(run_dir: str, parent_pid: str) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     job = pickle.load(sys.stdin.buffer)
     try:
-        return 0 if execute(job, run_dir)["status"] == "ok" else 1
+        return 0 if execute(job, run_dir).status == "ok" else 1
     except KeyboardInterrupt:  # the driver stopped the run; the job's epoch checkpoint stays for the rerun
         return 130
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from bench.results import atomic_file
+from bench.io import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,3 @@ class EpochCheckpoint:
             scaler.load_state_dict(state["scaler"])
         log.info("resuming %s after epoch %d from %s", self.job_id, state["epochs_done"], self.path)
         return state["epochs_done"], state["history"]
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)

@@ -8,13 +8,13 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench.cache import DiskCache
 from bench.data.loading import make_loader
 from bench.data.transforms import set_epoch, train_transform
-from bench.features import frozen_tower, split_features
+from bench.features import features, frozen_tower
 from bench.models.backbone import input_mean_std, input_size
 
 from .checkpoint import EpochCheckpoint
+from .context import JobContext
 from .job import Job
 from .losses import make_loss
 from .optim import make_optimiser, optimiser_step, train_step
@@ -36,32 +36,31 @@ def _progress(job: Job, epoch: int, epochs: int, steps: int):
                 position=job.runtime.progress_position)
 
 
-def _training_batches(model, data, recipe, job: Job, device, precision, workers, cache):
+def _training_batches(model, data, recipe, ctx: JobContext):
     """(network, loader, transform) of the training loop. A frozen tower under the deterministic transform
     (augmentation "none") sees the same features every epoch: they are computed once (and cached), and the
     epochs train the head on them, in the same shuffled order as the images would come."""
     if frozen_tower(model) and recipe.augmentation == "none":
-        cached = split_features(model, data, "train", tte=False, job=job, device=device, precision=precision,
-                                workers=workers, cache=cache, view="train")
+        cached = features(model, data, "train", "train", ctx)
         generator = torch.Generator()
-        generator.manual_seed(job.seed)
+        generator.manual_seed(ctx.job.seed)
         loader = DataLoader(TensorDataset(cached["features"][:, 0], cached["labels"]), batch_size=recipe.batch_size,
                             shuffle=True, generator=generator)
         return model.head, loader, None
     mean, std = input_mean_std(model.visual)
     transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std)
-    loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=job.seed, workers=workers,
-                         pin_memory=device.type == "cuda")
+    loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=ctx.job.seed,
+                         workers=ctx.workers, pin_memory=ctx.device.type == "cuda")
     return model, loader, transform
 
 
-def fit(model, data, recipe, job: Job, device, precision, workers, checkpoint: EpochCheckpoint | None = None,
-        cache: DiskCache | None = None) -> list[dict]:
+def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None = None) -> list[dict]:
     """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches."""
+    job, device, precision = ctx.job, ctx.device, ctx.precision
     optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
     criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
-    network, loader, transform = _training_batches(model, data, recipe, job, device, precision, workers, cache)
+    network, loader, transform = _training_batches(model, data, recipe, ctx)
     micro = job.runtime.micro_batch_size or recipe.batch_size
     autocast = autocast_factory(device, precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None

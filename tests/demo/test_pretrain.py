@@ -47,7 +47,7 @@ def test_bundled_checkpoint_transfers_zero_shot_to_demo_lt():
     job = dataclasses.replace(make_job("zero_shot", "demo_lt"), model=DEMO_MODEL, pretrained=BUNDLED)
     result = train(job)
     chance = 1 / len(build_dataset(dataset_config("demo_lt"), "unused").classnames)
-    assert result["metrics"]["test"]["top1"] / 100 > 40 * chance  # measured: 82.4%
+    assert result.metrics["test"]["top1"] / 100 > 40 * chance  # measured: 82.4%
 
 
 def test_command_line_writes_the_checkpoint_it_names(tmp_path, monkeypatch, capsys):

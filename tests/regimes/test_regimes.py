@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from bench.data import build_dataset, dataset_config
 from bench.models import Backbone, LinearClassifier, create_clip, image_features, load_backbone
+from bench.models.tunable_block import TunableBlock
 from bench.overrides import OverrideError, apply_overrides
 from bench.training import Runtime
 from bench.training.engine import train
@@ -16,37 +17,48 @@ from regimes import REGIMES, get_regime
 from tests.conftest import make_job
 
 BLOCK = r"visual\.transformer\.resblocks\.\d+\."
-# the exact trainable tensors of every regime (besides head.weight), as patterns over the full names
-TRAINABLE = {
-    "zero_shot": set(),
-    "linear_probe": set(),
-    "full": {BLOCK + r"(ln_1|ln_2)\.(weight|bias)", BLOCK + r"attn\.in_proj_(weight|bias)",
-             BLOCK + r"attn\.out_proj\.(weight|bias)", BLOCK + r"mlp\.(c_fc|c_proj)\.(weight|bias)"},
-    "lora": {BLOCK + r"tuners\.lora_(q|v)\.(down|up)"},
-    "adaptformer": {BLOCK + r"tuners\.adaptformer\.(norm\.weight|norm\.bias|down\.weight|down\.bias|up\.weight|"
-                            r"up\.bias|scale)"},
-    "adapter": {BLOCK + r"tuners\.adapter\.(norm|down|up)\.(weight|bias)"},
-    "bitfit": {BLOCK + r"(ln_1|ln_2)\.bias", BLOCK + r"attn\.in_proj_bias", BLOCK + r"attn\.out_proj\.bias",
-               BLOCK + r"mlp\.(c_fc|c_proj)\.bias"},
-    "ln_tuning": {BLOCK + r"(ln_1|ln_2)\.(weight|bias)"},
-    "vpt": {BLOCK + r"prompt"},
-    "ssf": {BLOCK + r"tuners\.ssf_(qkv|attn_out|fc|mlp_out)\.(scale|shift)"},
-    "sparse": {BLOCK + r"(attn|attn\.out_proj|mlp\.c_fc|mlp\.c_proj)\.parametrizations\."
-                       r"(in_proj_weight|in_proj_bias|weight|bias)\.0\.values"},
+FULL = {BLOCK + r"(ln_1|ln_2)\.(weight|bias)", BLOCK + r"attn\.in_proj_(weight|bias)",
+        BLOCK + r"attn\.out_proj\.(weight|bias)", BLOCK + r"mlp\.(c_fc|c_proj)\.(weight|bias)"}
+ADAPTFORMER = BLOCK + r"tuners\.parallel\.(norm\.weight|norm\.bias|down\.weight|down\.bias|up\.weight|up\.bias|scale)"
+K, D, L, ELIGIBLE = 20, 128, 4, 4 * (4 * 128 ** 2 + 4 * 128 + 2 * 512 * 128 + 512 + 128)  # the tiny model
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """What a regime does to the tiny model (D=128, MLP 512, L=4 blocks) on synthetic_lt (K=20)."""
+    trainable: frozenset = frozenset()  # patterns over the full names of the trainable tensors, besides head.weight
+    count: int | None = None  # their number of entries in all
+    sites: tuple = ()  # (site, module class) attached in every block (vpt shallow: the first only), in order
+    resolved: dict = dataclasses.field(default_factory=dict)  # the automatic sizes `resolve` fills in
+
+
+# one row per regime: adding a method is one regime file + one row
+ROWS = {
+    "zero_shot": Row(),
+    "linear_probe": Row(),
+    "full": Row(frozenset(FULL), L * (12 * D ** 2 + 13 * D)),
+    "partial": Row(frozenset(FULL), 12 * D ** 2 + 13 * D),  # the last block
+    "bitfit": Row(frozenset({BLOCK + r"(ln_1|ln_2)\.bias", BLOCK + r"attn\.in_proj_bias",
+                             BLOCK + r"attn\.out_proj\.bias", BLOCK + r"mlp\.(c_fc|c_proj)\.bias"}), L * 11 * D),
+    "ln_tuning": Row(frozenset({BLOCK + r"(ln_1|ln_2)\.(weight|bias)"}), L * 4 * D),
+    "lora": Row(frozenset({BLOCK + r"tuners\.(q|v)\.(down|up)"}), L * 2 * 2 * D * 1,
+                (("q", "LoRA"), ("v", "LoRA")), {"rank": 1}),  # r = 2^max(0, floor(log2(20/16))) = 1
+    "adaptformer": Row(frozenset({ADAPTFORMER}), L * (2 * D + (D * 2 + 2) + (2 * D + D) + 1),
+                       (("parallel", "BottleneckAdapter"),), {"bottleneck": 2}),  # 2^floor(log2(20/8))
+    "lift_plus": Row(frozenset({ADAPTFORMER}), L * (2 * D + (D * 2 + 2) + (2 * D + D) + 1),
+                     (("parallel", "BottleneckAdapter"),), {"bottleneck": 2}),
+    "adapter": Row(frozenset({BLOCK + r"tuners\.mlp_out\.branch\.(norm|down|up)\.(weight|bias)"}),
+                   L * (2 * D + (D * 2 + 2) + (2 * D + D)), (("mlp_out", "Residual"),), {"bottleneck": 2}),
+    "vpt": Row(frozenset({BLOCK + r"tuners\.tokens\.prompt"}), L * 4 * D, (("tokens", "Prompt"),),
+               {"length": 4}),  # deep: 2^floor(log2(20/4)) tokens per block
+    "ssf": Row(frozenset({BLOCK + r"tuners\.(qkv|attn_out|mlp_in|mlp_out)\.(scale|shift)"}),
+               L * 2 * (3 * D + D + 512 + D),  # scale and shift after qkv, attn out, fc, mlp out
+               (("qkv", "ScaleShift"), ("attn_out", "ScaleShift"), ("mlp_in", "ScaleShift"),
+                ("mlp_out", "ScaleShift"))),
+    "sparse": Row(frozenset({BLOCK + r"(attn|attn\.out_proj|mlp\.c_fc|mlp\.c_proj)\.parametrizations\."
+                             r"(in_proj_weight|in_proj_bias|weight|bias)\.0\.values"}),
+                  resolved={"fraction": K * D / ELIGIBLE}),  # K·D entries in all
 }
-TRAINABLE["lift_plus"] = TRAINABLE["adaptformer"]
-TRAINABLE["partial"] = TRAINABLE["full"]
-EXPECTED_COUNT = {  # per block of the tiny model (D=128, MLP 512), K=20, L=4 -> r as in RECIPES.md
-    "full": 12 * 128 ** 2 + 13 * 128,
-    "lora": 2 * 2 * 128 * 1,  # r = 2^max(0, floor(log2(20/16))) = 1
-    "adaptformer": 2 * 128 + (128 * 2 + 2) + (2 * 128 + 128) + 1,  # r = 2^floor(log2(20/8)) = 2
-    "adapter": 2 * 128 + (128 * 2 + 2) + (2 * 128 + 128),
-    "bitfit": 11 * 128,
-    "ln_tuning": 4 * 128,
-    "vpt": 4 * 128,  # deep: length 2^floor(log2(20/4)) = 4 per block
-    "ssf": 2 * (3 * 128 + 128 + 512 + 128),  # scale and shift after qkv, attn out, fc, mlp out
-}
-EXPECTED_COUNT["lift_plus"] = EXPECTED_COUNT["adaptformer"]
 # modules that start as exact no-ops; vpt and ssf (random init in the references) change the features
 IDENTITY_AT_INIT = ["linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus", "adapter", "bitfit",
                     "ln_tuning", "sparse"]
@@ -64,25 +76,92 @@ def _build(name, data, recipe=None, seed=0):
     return backbone, regime.build(backbone, data, recipe or regime.recipe)
 
 
-def test_every_issue_regime_is_registered():
+def test_every_issue_regime_is_registered_and_has_a_row():
     assert {"zero_shot", "linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus", "bitfit",
             "ln_tuning", "vpt", "adapter", "sparse"} <= set(REGIMES.names())
-    assert set(TRAINABLE) == set(REGIMES.names())
+    assert set(ROWS) == set(REGIMES.names())
 
 
-@pytest.mark.parametrize("name", sorted(TRAINABLE))
+@pytest.mark.parametrize("name", sorted(ROWS))
 def test_exact_trainable_tensors(name, synthetic):
+    row = ROWS[name]
     _, model = _build(name, synthetic)
     names = [n for n, _ in model.trainable_parameters()]
     head = ["head.weight"] if name != "zero_shot" else []
     assert [n for n in names if n.startswith("head.")] == head
     body = [n for n in names if not n.startswith("head.")]
     for n in body:
-        assert any(re.fullmatch(p, n) for p in TRAINABLE[name]), f"{name} trains unexpected {n}"
-    for pattern in TRAINABLE[name]:
+        assert any(re.fullmatch(p, n) for p in row.trainable), f"{name} trains unexpected {n}"
+    for pattern in row.trainable:
         assert any(re.fullmatch(pattern, n) for n in body), f"{name} does not train {pattern}"
-    if name in EXPECTED_COUNT:
-        assert sum(p.numel() for n, p in model.trainable_parameters() if n in body) == 4 * EXPECTED_COUNT[name]
+    if row.count is not None:
+        assert sum(p.numel() for n, p in model.trainable_parameters() if n in body) == row.count
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_sites(name, synthetic):
+    _, model = _build(name, synthetic)
+    blocks = [b for b in model.visual.transformer.resblocks if isinstance(b, TunableBlock)]
+    attached = [tuple((site, type(m).__name__) for site, m in b.tuners.items()) for b in blocks]
+    assert all(a == ROWS[name].sites for a in attached)
+    assert len(blocks) in ((L,) if ROWS[name].sites else (0, L))  # every block is tuned when a site is
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_resolve_fills_the_automatic_sizes_and_is_idempotent(name, synthetic):
+    regime = get_regime(name)
+    torch.manual_seed(0)
+    visual = create_clip("ltbench-tiny", "none").visual
+    blocks = list(visual.transformer.resblocks)
+    resolved = regime.resolve(regime.recipe, K, visual)
+    assert list(visual.transformer.resblocks) == blocks  # the tower is not touched
+    expected = dataclasses.replace(regime.recipe, **ROWS[name].resolved)
+    assert resolved == expected and type(resolved) is type(regime.recipe)
+    assert regime.resolve(resolved, K, visual) == resolved
+    if not ROWS[name].resolved:
+        assert resolved is regime.recipe  # the default: unchanged
+    for field in ROWS[name].resolved:
+        assert getattr(regime.recipe, field) is None  # automatic by default
+        explicit = dataclasses.replace(regime.recipe, **{field: 1})
+        assert regime.resolve(explicit, K, visual) is explicit  # a size the user set is kept
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(ROWS) if ROWS[n].resolved])
+def test_build_with_a_resolved_recipe_is_the_same_model(name, synthetic):
+    regime = get_regime(name)
+    _, auto = _build(name, synthetic)
+    backbone = load_backbone("ltbench-tiny", "none", synthetic.classnames)
+    resolved = regime.resolve(regime.recipe, synthetic.num_classes, backbone.visual)
+    _, fixed = _build(name, synthetic, resolved)
+    a, b = auto.state_dict(), fixed.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name, classes, depth, size", [
+    ("lora", 1000, 4, {"rank": 32}),  # 2^floor(log2(1000/16))
+    ("lora", 3, 4, {"rank": 1}),  # never below 1
+    ("adapter", 1000, 4, {"bottleneck": 64}),  # 2^floor(log2(1000/8))
+    ("adaptformer", 100, 2, {"bottleneck": 16}),  # 2^floor(log2(100/4)) on a 2-block tower
+    ("vpt", 1000, 4, {"length": 128}),  # 2^floor(log2(1000/4))
+])
+def test_resolve_follows_classes_and_depth(name, classes, depth, size):
+    torch.manual_seed(0)
+    visual = create_clip("ltbench-tiny", "none").visual
+    visual.transformer.resblocks = visual.transformer.resblocks[:depth]
+    regime = get_regime(name)
+    assert regime.resolve(regime.recipe, classes, visual) == dataclasses.replace(regime.recipe, **size)
+
+
+def test_resolve_of_the_variants():
+    visual = create_clip("ltbench-tiny", "none").visual
+    adaptformer, vpt, sparse = get_regime("adaptformer"), get_regime("vpt"), get_regime("sparse")
+    original = dataclasses.replace(adaptformer.recipe, variant="original")
+    assert adaptformer.resolve(original, K, visual).bottleneck == 64
+    shallow = dataclasses.replace(vpt.recipe, depth="shallow")
+    assert vpt.resolve(shallow, K, visual).length == 16  # 2^floor(log2(20/1))
+    mlp = dataclasses.replace(sparse.recipe, location="mlp")
+    assert sparse.resolve(mlp, K, visual).fraction == K * D / (L * (2 * 512 * 128 + 512 + 128))
+    assert sparse.resolve(sparse.recipe, 10 ** 6, visual).fraction == 1.0  # more than every entry: all
 
 
 def test_partial_trains_the_last_k_blocks(synthetic):
@@ -101,9 +180,10 @@ def test_vpt_shallow_and_explicit_length(synthetic):
     recipe = dataclasses.replace(get_regime("vpt").recipe, depth="shallow")
     _, model = _build("vpt", synthetic, recipe)
     prompts = [(n, p.shape) for n, p in model.trainable_parameters() if n.endswith("prompt")]
-    assert prompts == [("visual.transformer.resblocks.0.prompt", (16, 128))]  # 2^floor(log2(20/1))
+    assert prompts == [("visual.transformer.resblocks.0.tuners.tokens.prompt", (16, 128))]  # 2^floor(log2(20/1))
+    assert all(not b.tuners for b in model.visual.transformer.resblocks[1:])
     _, model = _build("vpt", synthetic, dataclasses.replace(recipe, length=3))
-    assert model.visual.transformer.resblocks[0].prompt.shape == (3, 128)
+    assert model.visual.transformer.resblocks[0].tuners["tokens"].prompt.shape == (3, 128)
 
 
 def test_sparse_fraction_and_mask_seed(synthetic):
@@ -125,7 +205,7 @@ def test_sparse_fraction_and_mask_seed(synthetic):
 def test_adaptformer_original_variant(synthetic):
     recipe = dataclasses.replace(get_regime("adaptformer").recipe, variant="original")
     _, model = _build("adaptformer", synthetic, recipe)
-    branch = model.visual.transformer.resblocks[0].tuners["adaptformer"]
+    branch = model.visual.transformer.resblocks[0].tuners["parallel"]
     assert branch.down.out_features == 64 and branch.scale == 0.1 and branch.dropout.p == 0.1
     assert isinstance(branch.norm, torch.nn.Identity)
     model.train()
@@ -170,12 +250,13 @@ def test_lift_plus_defaults_and_one_component_ablations():
         apply_overrides(get_regime("lora").recipe, {"bottleneck": "4"}, "lora")
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(TRAINABLE) if n != "zero_shot"])
+@pytest.mark.parametrize("name", [n for n in sorted(ROWS) if n != "zero_shot"])
 def test_each_regime_trains_and_its_loss_falls(name):
     r = train(make_job(name, epochs=3, runtime=Runtime(device="cpu", train_eval=False)))
-    losses = [h["loss"] for h in r["history"]]
+    losses = [h["loss"] for h in r.history]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    assert r["metrics"]["test"]["tte"] == (name == "lift_plus")
+    assert r.metrics["test"]["tte"] == (name == "lift_plus")
+    assert r.resolved == ROWS[name].resolved  # the result records the sizes used
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +286,7 @@ def test_vit_b16_trainable_counts(vit_b16_tower):
     assert count == sum(p.numel() for n, p in vit_b16_tower.named_parameters() if ".resblocks." in n) + 76_800
 
 
-@pytest.mark.parametrize("name", sorted(TRAINABLE))
+@pytest.mark.parametrize("name", sorted(ROWS))
 def test_every_block_attends_through_fused_attention_in_forward_and_backward(name, synthetic, monkeypatch):
     """Each block's attention goes through torch's fused kernels (flash / memory-efficient on GPU): SDPA when
     it needs gradients, whether open_clip's block or our TunableBlock computes it, or nn.MultiheadAttention's

@@ -28,6 +28,6 @@ def last_block_regime():
 
 def test_a_new_regime_plugs_in_without_touching_the_engine(last_block_regime):
     r = train(make_job("test_last_block", epochs=1))
-    names = r["params"]["trainable_tensors"]
+    names = r.params["trainable_tensors"]
     assert all(n.startswith("visual.transformer.resblocks.3.") for n in names[:-1]) and names[-1] == "head.weight"
-    assert len(r["history"]) == 1
+    assert len(r.history) == 1

@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.manifest import ManifestJob, dataset_key, record_plan
-from bench.results import recipe_id
+from bench.job_result import recipe_id
 from reports import build
 from reports.build import build_report, summary_table
 from reports.load import load_run

@@ -118,7 +118,7 @@ def test_frozen_features_and_text_embeddings_are_computed_once_and_shared(tmp_pa
 
     uncached = train(make_job("linear_probe", epochs=1))  # no run folder: no cache
     assert _results(tmp_path)["linear_probe"]["metrics"]["test"]["per_class_acc"] == \
-        uncached["metrics"]["test"]["per_class_acc"]
+        uncached.metrics["test"]["per_class_acc"]
 
 
 def test_parallel_cpu_jobs_in_child_processes(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.results import RunStore, StorageError, atomic_file
+from bench.io import StorageError, atomic_file
+from bench.results import RunStore
 from tests.conftest import REPO
 
 TINY = ["--datasets", "synthetic_lt", "--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q",
@@ -143,4 +144,4 @@ def test_a_result_that_cannot_be_saved_is_a_failure_and_the_run_goes_on(tmp_path
     store.check_writable()
     _full_disk(monkeypatch)
     result = execute(make_job("zero_shot", runtime=None), tmp_path)
-    assert result["status"] == "failed" and "result not saved" in result["error"] and "disk is full" in result["error"]
+    assert result.status == "failed" and "result not saved" in result.error and "disk is full" in result.error

@@ -18,50 +18,50 @@ def probe_result():
 
 def test_linear_probe_learns_and_reports_everything(probe_result):
     r = probe_result
-    losses = [h["loss"] for h in r["history"]]
+    losses = [h["loss"] for h in r.history]
     assert len(losses) == 3 and losses[-1] < losses[0]
-    test, train_metrics = r["metrics"]["test"], r["metrics"]["train"]
+    test, train_metrics = r.metrics["test"], r.metrics["train"]
     assert len(test["per_class_acc"]) == 20 and test["num_samples"] == 400
     assert sum(c for _, _, c in test["confusion"]) == 400
     assert all(test[g] is not None for g in ("many", "medium", "few"))
-    assert train_metrics["num_samples"] == r["dataset"]["train_size"]
-    assert r["params"]["trainable"] == 20 * 128  # K·D cosine classifier
-    assert r["params"]["trainable_tensors"] == ["head.weight"]
-    assert r["timings"]["train_s"] > 0 and r["timings"]["total_s"] >= r["timings"]["train_s"]
-    assert r["split_fingerprint"] == r["dataset"]["fingerprint"] and r["epochs"] == 3
-    assert r["runtime"]["precision"] == "fp32"
+    assert train_metrics["num_samples"] == r.dataset["train_size"]
+    assert r.params["trainable"] == 20 * 128  # K·D cosine classifier
+    assert r.params["trainable_tensors"] == ["head.weight"]
+    assert r.timings["train_s"] > 0 and r.timings["total_s"] >= r.timings["train_s"]
+    assert r.split_fingerprint == r.dataset["fingerprint"] and r.epochs == 3
+    assert r.runtime["precision"] == "fp32"
 
 
 def test_deterministic_on_cpu(probe_result):
     again = train(make_job("linear_probe", epochs=3))
-    assert [h["loss"] for h in again["history"]] == [h["loss"] for h in probe_result["history"]]
-    assert again["metrics"]["test"]["per_class_acc"] == probe_result["metrics"]["test"]["per_class_acc"]
+    assert [h["loss"] for h in again.history] == [h["loss"] for h in probe_result.history]
+    assert again.metrics["test"]["per_class_acc"] == probe_result.metrics["test"]["per_class_acc"]
     other_seed = train(make_job("linear_probe", epochs=3, seed=1))
-    assert [h["loss"] for h in other_seed["history"]] != [h["loss"] for h in probe_result["history"]]
+    assert [h["loss"] for h in other_seed.history] != [h["loss"] for h in probe_result.history]
 
 
 def test_gradient_accumulation_equals_full_batch():
     full = train(make_job("full", epochs=2, runtime=Runtime(device="cpu", train_eval=False)))
     accumulated = train(make_job("full", epochs=2,
                                  runtime=Runtime(device="cpu", micro_batch_size=24, train_eval=False)))
-    for a, b in zip(full["history"], accumulated["history"]):
+    for a, b in zip(full.history, accumulated.history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
-    assert full["metrics"]["test"]["top1"] == accumulated["metrics"]["test"]["top1"]
+    assert full.metrics["test"]["top1"] == accumulated.metrics["test"]["top1"]
 
 
 def test_full_trains_every_block_tensor_and_nothing_else():
     r = train(make_job("full", epochs=1, runtime=Runtime(device="cpu", train_eval=False)))
-    names = r["params"]["trainable_tensors"]
+    names = r.params["trainable_tensors"]
     assert names[-1] == "head.weight"
     assert all(n.startswith("visual.transformer.resblocks.") for n in names[:-1])
     assert len(names) - 1 == 4 * 12  # 4 blocks x (ln_1, in_proj, out_proj, ln_2, c_fc, c_proj; weight+bias)
-    assert r["params"]["trainable"] == 4 * (12 * 128 * 128 + 13 * 128) + 20 * 128  # 12W² + 13W per block
+    assert r.params["trainable"] == 4 * (12 * 128 * 128 + 13 * 128) + 20 * 128  # 12W² + 13W per block
 
 
 def test_zero_shot_trains_nothing():
     r = train(make_job("zero_shot"))
-    assert r["epochs"] == 0 and r["history"] == [] and r["params"]["trainable"] == 0
-    assert r["metrics"]["test"]["top1"] is not None
+    assert r.epochs == 0 and r.history == [] and r.params["trainable"] == 0
+    assert r.metrics["test"]["top1"] is not None
 
 
 def test_nan_loss_is_an_error_naming_the_step():
@@ -172,23 +172,22 @@ def test_partial_builds_no_graph_below_its_first_trainable_block():
 
 @pytest.mark.parametrize("regime", ["zero_shot", "linear_probe"])
 def test_cached_frozen_features_give_the_same_logits_as_the_uncached_path(regime, tmp_path, monkeypatch):
-    from bench.cache import DiskCache
-    from bench.data import build_dataset
     from bench import features
-    from bench.features import split_features
+    from bench.data import build_dataset
+    from bench.training.context import JobContext
 
     calls = []
-    extract = features.extract
-    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
+    extract = features._extract
+    monkeypatch.setattr(features, "_extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
 
     model, *_ = _tiny_model(regime)
     job = make_job(regime)
     data = build_dataset(job.dataset_config, "unused")
-    common = dict(tte=False, job=job, device=torch.device("cpu"), precision="fp32", workers=0)
-    cache = DiskCache(tmp_path)
-    fresh = split_features(model, data, "test", cache=None, **common)["features"]
-    stored = split_features(model, data, "test", cache=cache, **common)["features"]
-    reread = split_features(model, data, "test", cache=cache, **common)["features"]
+    uncached = JobContext.create(job)
+    cached = JobContext.create(make_job(regime, runtime=Runtime(device="cpu", run_dir=str(tmp_path))))
+    fresh = features.features(model, data, "test", "test", uncached)["features"]
+    stored = features.features(model, data, "test", "test", cached)["features"]
+    reread = features.features(model, data, "test", "test", cached)["features"]
     assert len(calls) == 2  # the third call read the cache: no backbone forward
     with torch.no_grad():
         logits = [model.head(f[:, 0]) for f in (fresh, stored, reread)]
@@ -202,12 +201,13 @@ def test_frozen_tower_trains_on_cached_features_exactly_as_on_images(monkeypatch
 
     job = make_job("linear_probe", epochs=3, augmentation="none", runtime=Runtime(device="cpu", train_eval=False))
     calls = []
-    extract = features.extract
-    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(k.get("view")) or extract(*a, **k))
+    extract = features._extract
+    monkeypatch.setattr(features, "_extract", lambda model, data, split, view, ctx: calls.append(view)
+                        or extract(model, data, split, view, ctx))
     on_features = train(job)
     assert calls.count("train") == 1  # one backbone pass over the training set for all three epochs
     monkeypatch.setattr(loop, "frozen_tower", lambda model: False)  # force the image path
     on_images = train(job)
-    for a, b in zip(on_features["history"], on_images["history"]):
+    for a, b in zip(on_features.history, on_images.history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["train_batch_acc"] == b["train_batch_acc"]
-    assert on_features["metrics"]["test"]["per_class_acc"] == on_images["metrics"]["test"]["per_class_acc"]
+    assert on_features.metrics["test"]["per_class_acc"] == on_images.metrics["test"]["per_class_acc"]

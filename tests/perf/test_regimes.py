@@ -32,7 +32,7 @@ def test_benchmark_runs_on_the_tiny_model_and_prints_every_column(tmp_path, caps
 
 
 def test_each_regime_is_measured_on_its_own_copy_of_the_tower():
-    from bench.perf import PerfConfig, _build, _synthetic_data
+    from bench.perf.regimes import PerfConfig, _build, _synthetic_data
     from bench.models import create_clip
 
     clip = create_clip("ltbench-tiny", "none")

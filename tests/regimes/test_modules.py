@@ -1,10 +1,16 @@
+"""The modules each regime injects, which live in its regime file, and the automatic-size policy."""
 import math
 
 import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from bench.models.tuners import BottleneckAdapter, LoRA, MaskedUpdate, ScaleShift, bottleneck_size, random_mask
+from regimes.adapter import BottleneckAdapter
+from regimes.base import bottleneck_size
+from regimes.lora import LoRA
+from regimes.sparse import MaskedUpdate, random_mask
+from regimes.ssf import ScaleShift
+from regimes.vpt import Prompt
 
 
 @pytest.mark.parametrize("classes, layers, divisor, size", [
@@ -79,3 +85,14 @@ def test_masked_update_trains_only_the_masked_entries():
     assert torch.equal(linear.weight[~mask], before[~mask])
     assert torch.allclose(linear.weight[mask], before[mask] + 1.0)
     assert any(p is values for p in trainable)
+
+
+def test_prompt_is_initialised_as_vpt_and_batched_in_the_input_dtype():
+    torch.manual_seed(0)
+    prompt = Prompt(5, 64)
+    torch.manual_seed(0)
+    expected = torch.nn.init.normal_(torch.empty(5, 64), std=0.02)  # the same RNG calls as VPT's reference
+    assert torch.equal(prompt.prompt.detach(), expected)
+    out = prompt(torch.zeros(3, 7, 64, dtype=torch.float64))
+    assert out.shape == (3, 5, 64) and out.dtype == torch.float64
+    assert torch.equal(out[2], expected.double())

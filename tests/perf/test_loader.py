@@ -4,7 +4,7 @@ from PIL import Image
 
 from bench.data.base import DataError
 from bench.data.split_files import parse_split_file
-from bench.perf_loader import (LoaderConfig, against_training, format_loader, measure_loader, worker_counts,
+from bench.perf.loader import (LoaderConfig, against_training, format_loader, measure_loader, worker_counts,
                                write_jpeg_folder)
 
 

@@ -1,0 +1,122 @@
+"""What a job leaves behind, in one schema: `JobResult` (it finished) or `JobFailure` (it did not).
+
+The engine returns a JobResult, the scheduler records failures as JobFailure, the run store writes either as
+`jobs/<id>.json` (`to_dict`) and reads it back (`outcome_from_dict`), and results.csv and the report take their
+rows from `to_row`: a field of a result is named here and nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+GROUPS = ("many", "medium", "few")
+ROW_COLUMNS = ("job_id", "status", "dataset", "regime", "seed", "recipe_id", "protocol", "model", "pretrained",
+               "activation", "top1", *GROUPS, "train_top1", *(f"train_{g}" for g in GROUPS), "trainable_params",
+               "trainable_pct", "epochs", "train_s", "total_s", "split_fingerprint", "data_fingerprint", "error")
+
+
+def recipe_id(config: dict) -> str:
+    """A job's config without its seed, hashed: the seeds of one recipe share it, and only they may be averaged."""
+    canonical = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _row(status: str, job_id: str, config: dict, **values) -> dict:
+    """A results.csv row: ROW_COLUMNS in order, None where the outcome has no value."""
+    values.update({
+        "job_id": job_id,
+        "status": status,
+        "dataset": config.get("dataset"),
+        "regime": config.get("regime"),
+        "seed": config.get("seed"),
+        "recipe_id": recipe_id(config) if config else None,  # rows that share it may be averaged over seeds
+        "protocol": config.get("protocol"),
+        "model": config.get("model"),
+        "pretrained": config.get("pretrained"),
+        "data_fingerprint": config.get("data_fingerprint"),
+    })
+    return {column: values.get(column) for column in ROW_COLUMNS}
+
+
+@dataclass
+class JobResult:
+    """A finished job: its config (the id hashes it), what it ran on, its metrics and its feature statistics."""
+
+    job_id: str
+    label: str
+    config: dict
+    runtime: dict = field(default_factory=dict)  # Runtime as resolved: device, precision, loader workers
+    dataset: dict = field(default_factory=dict)  # LongTailData.summary(): sizes, counts, groups, class names
+    split_fingerprint: Optional[str] = None
+    hparam_sources: dict = field(default_factory=dict)  # recipe field -> protocol rule, --set, --epochs or grid
+    activation: Optional[str] = None  # the tower's activation, gelu or quick_gelu
+    resolved: dict = field(default_factory=dict)  # automatic recipe sizes as the regime resolved them
+    metrics: dict = field(default_factory=dict)  # split -> bench.evaluation.classification_metrics
+    statistics: Optional[dict] = None  # {"groups": group summary, "seconds", "file": stats/<id>.npz}
+    params: dict = field(default_factory=dict)  # trainable, backbone, trainable_pct, trainable_tensors
+    epochs: Optional[int] = None
+    history: list = field(default_factory=list)  # one record per epoch
+    timings: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    log: Optional[str] = None
+    oom_retry: Optional[dict] = None  # the halved batch sizes of an out-of-memory retry
+    save_error: Optional[str] = None  # the driver could not save it (the worker may have)
+
+    status = "ok"
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, **dataclasses.asdict(self)}
+
+    def to_row(self) -> dict:
+        """One flat row; an empty group stays empty (None), never 0 or NaN-as-a-number."""
+        accuracies = {prefix + key: (self.metrics.get(split) or {}).get(key)
+                      for split, prefix in (("test", ""), ("train", "train_")) for key in ("top1", *GROUPS)}
+        return _row(self.status, self.job_id, self.config, activation=self.activation, **accuracies,
+                    trainable_params=self.params.get("trainable"), trainable_pct=self.params.get("trainable_pct"),
+                    epochs=self.epochs, train_s=self.timings.get("train_s"), total_s=self.timings.get("total_s"),
+                    split_fingerprint=self.split_fingerprint)
+
+
+@dataclass
+class JobFailure:
+    """A job that did not finish: failed (its error and traceback) or interrupted (the rerun resumes it)."""
+
+    job_id: str
+    label: str
+    config: dict
+    error: str
+    status: str = "failed"  # failed | interrupted
+    traceback: Optional[str] = None
+    log: Optional[str] = None
+    save_error: Optional[str] = None
+
+    @classmethod
+    def of(cls, job, error: str, status: str = "failed", **details) -> "JobFailure":
+        return cls(job.job_id, job.label, job.config(), error, status, **details)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        return {"status": data.pop("status"), **data}
+
+    def to_row(self) -> dict:
+        return _row(self.status, self.job_id, self.config, error=self.error)
+
+
+JobOutcome = Union[JobResult, JobFailure]
+
+
+def outcome_from_dict(data: dict) -> JobOutcome:
+    """A saved result or failure, from any version: fields this one does not know are dropped, missing ones
+    take their defaults."""
+    kind = JobResult if data.get("status") == "ok" else JobFailure
+    known = {f.name for f in dataclasses.fields(kind)}
+    values = {k: v for k, v in data.items() if k in known}
+    values.setdefault("label", data.get("job_id", ""))
+    values.setdefault("config", {})
+    if kind is JobFailure:
+        values.setdefault("error", "unknown error")
+        values.setdefault("status", data.get("status") or "failed")
+    return kind(**values)
