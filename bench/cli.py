@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, check_images, dataset_config
-from bench.fields import MAX_EPOCHS, number
+from bench.fields import MAX_EPOCHS, field_help, number
 from bench.io import StorageError, write_atomic
 from bench.manifest import read_manifest, record_plan
 from bench.models import WeightsUnavailableError, create_clip
@@ -187,7 +187,7 @@ def settings_table(config: Any) -> str:
         if f.init:
             bounds = f.metadata.get("bounds")
             rows.append([f.name, _type_text(hints[f.name]), _value_text(getattr(config, f.name)),
-                         bounds.describe() if bounds else "", f.metadata.get("help", "")])
+                         bounds.describe() if bounds else "", field_help(type(config), f.name)])
     return format_table(["setting", "type", "default", "range", "help"], rows)
 
 

@@ -45,6 +45,16 @@ def setting(default: Any, *, low: float | None = None, high: float | None = None
         "bounds": Bounds(low, high, low_open, high_open), "help": help})
 
 
+def field_help(config_type: type, name: str) -> str:
+    """A field's help line, from the nearest class that gave one: a subclass that only changes a default (the
+    standard folder of ImageNet-LT) keeps its parent's help."""
+    for cls in config_type.__mro__:
+        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if name in fields and fields[name].metadata.get("help"):
+            return fields[name].metadata["help"]
+    return ""
+
+
 def field_error(config: Any, name: str, value: Any) -> str | None:
     """Why `value` is not valid for field `name` of `config`, or None."""
     if value is None or isinstance(value, (bool, str)):

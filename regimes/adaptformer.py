@@ -11,7 +11,8 @@ from .base import Regime, bottleneck_size, num_blocks, register_regime
 
 @dataclass(frozen=True)
 class AdaptFormerRecipe(Recipe):
-    variant: Literal["lift", "original"] = "lift"
+    variant: Literal["lift", "original"] = setting(
+        "lift", help="lift: LIFT+'s (LayerNorm, learnable scale); original: AdaptFormer's (scale 0.1, dropout 0.1)")
     bottleneck: Optional[int] = setting(None, low=1,
                                         help="None: lift 2^max(0, floor(log2(K / (2L)))), original 64")
 

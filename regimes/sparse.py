@@ -42,8 +42,8 @@ class MaskedUpdate(nn.Module):
 class SparseRecipe(Recipe):
     fraction: Optional[float] = setting(None, low=0, low_open=True, high=1,
                                         help="trainable share of the entries; None: K·D in all (a classifier's worth)")
-    location: Literal["all", "attn", "mlp"] = "all"
-    mask_seed: int = setting(0, low=0, high=2**63 - 1)
+    location: Literal["all", "attn", "mlp"] = setting("all", help="the tensors the mask chooses from: attention, MLP or both")
+    mask_seed: int = setting(0, low=0, high=2**63 - 1, help="seed of the random mask (re-seeded per tensor)")
 
 
 def _targets(block, location: str) -> list[tuple[object, str]]:

@@ -25,7 +25,7 @@ class Prompt(nn.Module):
 
 @dataclass(frozen=True)
 class VPTRecipe(Recipe):
-    depth: Literal["deep", "shallow"] = "deep"  # prompts in every block, or in the first only
+    depth: Literal["deep", "shallow"] = setting("deep", help="prompts in every block (deep) or in the first only")
     length: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / prompted blocks)))")
 
 

@@ -227,7 +227,7 @@ def test_changed_split_or_image_makes_new_jobs_and_keeps_the_old(tmp_path, capsy
     assert main(base) == 0
     assert len(list((tmp_path / "run" / "jobs").glob("*.json"))) == 3
     results = [json.loads(p.read_text()) for p in (tmp_path / "run" / "jobs").glob("*.json")]
-    assert len({r["data_fingerprint"] for r in results}) == 3
+    assert len({r["config"]["data_fingerprint"] for r in results}) == 3
     newest = max((tmp_path / "run" / "jobs").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
     table = pd.read_csv(tmp_path / "run" / "results.csv")  # like the report, only the current data's job
     assert list(table.job_id) == [newest.stem]

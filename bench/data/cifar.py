@@ -126,10 +126,10 @@ def _check_every_class(folder: Path, labels: np.ndarray, classnames: list[str]) 
 class Cifar100LT:
     """CIFAR-100-LT: long-tail train split of CIFAR-100 train, balanced 10,000-image test set."""
 
-    imbalance_ratio: float = setting(100.0, low=1)
-    folder: str = ""  # data root by default; it must contain cifar-100-python/
-    split_seed: int = setting(0, low=0, high=2**32 - 1)  # numpy's global seed
-    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+    imbalance_ratio: float = setting(100.0, low=1, help="largest over smallest class (500 / ratio images at the tail)")
+    folder: str = setting("", help="folder holding cifar-100-python/ (default: --data-root)")
+    split_seed: int = setting(0, low=0, high=2**32 - 1, help="numpy seed choosing the kept images, as the references")
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 
     def __post_init__(self):
         check_fields(self)

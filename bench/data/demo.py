@@ -19,12 +19,12 @@ from .synthetic import generated_long_tail
 class DemoLT:
     """100 nameable objects; training counts from `max_per_class` down by `imbalance_ratio`, balanced test."""
 
-    num_classes: int = setting(100, low=2, high=100)
-    max_per_class: int = setting(150, low=1)
-    imbalance_ratio: float = setting(100.0, low=1)
-    test_per_class: int = setting(20, low=1)
-    seed: int = setting(0, low=0, high=2**63 - 1)
-    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+    num_classes: int = setting(100, low=2, high=100, help="classes, head first")
+    max_per_class: int = setting(150, low=1, help="training images of the largest class")
+    imbalance_ratio: float = setting(100.0, low=1, help="largest over smallest class (exponential profile)")
+    test_per_class: int = setting(20, low=1, help="balanced test images per class")
+    seed: int = setting(0, low=0, high=2**63 - 1, help="seed of the generated images (the split)")
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 
     def __post_init__(self):
         check_fields(self)

@@ -90,12 +90,12 @@ def read_inat_categories(path: Path) -> list[str]:
 class SplitFileDataset:
     """Shared loader; subclasses give the standard folder and file names (all overridable with --set)."""
 
-    image_dir: str = ""  # image root, relative to --data-root unless absolute
-    split_dir: str = ""  # folder of the split files, relative to --data-root unless absolute
-    train_list: str = "train.txt"
-    test_list: str = "test.txt"
-    classnames_file: str = "classnames.txt"
-    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+    image_dir: str = setting("", help="image root, relative to --data-root unless absolute")
+    split_dir: str = setting("", help="folder of the split files, relative to --data-root unless absolute")
+    train_list: str = setting("train.txt", help="training split file in split_dir: 'path label' lines")
+    test_list: str = setting("test.txt", help="test split file in split_dir")
+    classnames_file: str = setting("classnames.txt", help="class names in split_dir, one per label")
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 
     def __post_init__(self):
         check_fields(self)

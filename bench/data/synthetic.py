@@ -59,13 +59,13 @@ def generated_long_tail(config, name: str, classnames: list[str], render_split) 
 class SyntheticLT:
     """20 classes (colour x pattern), CIFAR-LT profile from `max_per_class` down by `imbalance_ratio`."""
 
-    num_classes: int = setting(20, low=2, high=len(COLOURS) * len(PATTERNS))
-    max_per_class: int = setting(200, low=1)
-    imbalance_ratio: float = setting(100.0, low=1)
-    test_per_class: int = setting(20, low=1)
-    image_size: int = setting(32, low=8)
-    seed: int = setting(0, low=0, high=2**63 - 1)
-    epochs: int = setting(5, low=1, high=MAX_EPOCHS)
+    num_classes: int = setting(20, low=2, high=len(COLOURS) * len(PATTERNS), help="classes, head first")
+    max_per_class: int = setting(200, low=1, help="training images of the largest class")
+    imbalance_ratio: float = setting(100.0, low=1, help="largest over smallest class (exponential profile)")
+    test_per_class: int = setting(20, low=1, help="balanced test images per class")
+    image_size: int = setting(32, low=8, help="side of the generated images in pixels")
+    seed: int = setting(0, low=0, high=2**63 - 1, help="seed of the generated images (the split)")
+    epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 
     def __post_init__(self):
         check_fields(self)
