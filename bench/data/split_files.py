@@ -6,6 +6,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -72,15 +73,22 @@ def read_classnames_txt(path: Path) -> list[str]:
     return [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
 
 
-def read_inat_categories(path: Path) -> list[str]:
-    """Species names from iNaturalist's `categories.json`, indexed by the category `id` used as label."""
+INAT_LEVELS = {"kingdom": "kingdom", "phylum": "phylum", "class": "class", "order": "order", "family": "family",
+               "genus": "genus", "species": "name"}  # level -> its field in categories.json
+
+
+def read_inat_categories(path: Path, level: str = "species") -> list[str]:
+    """Each category's name at `level` (the species' own name by default) from iNaturalist's `categories.json`,
+    indexed by the category `id`, the label in the split files."""
     if not path.is_file():
         raise DataError(f"categories file not found: {path}")
+    key = INAT_LEVELS[level]
     try:
         categories = json.loads(read_utf8(path))
-        names = {int(c["id"]): str(c["name"]) for c in categories}
+        names = {int(c["id"]): str(c[key]) for c in categories}
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path} is not an iNaturalist categories.json (a list of {{id, name, ...}}): {exc}") from exc
+        raise DataError(f"{path} is not an iNaturalist categories.json (a list of {{id, name, {key}, ...}}): "
+                        f"{exc}") from exc
     if sorted(names) != list(range(len(names))):
         raise DataError(f"{path}: category ids are not 0..{len(names) - 1}")
     return [names[i] for i in range(len(names))]
@@ -105,6 +113,10 @@ class SplitFileDataset:
     def read_classnames(self, path: Path) -> list[str]:
         return read_classnames_txt(path)
 
+    def label_space(self, category_names: list[str]) -> tuple[list[str], np.ndarray | None]:
+        """The classes, and a map from the split files' labels to them (None: the labels are the classes)."""
+        return category_names, None
+
     def source_files(self, data_root: Path) -> list[Path]:
         """The files a build reads (besides the images): a change to one of them means a new build."""
         split_dir = data_root / self.split_dir
@@ -123,17 +135,19 @@ class SplitFileDataset:
                     f"in {split_dir} or set their location with --set {self.name}.split_dir=DIR "
                     f"(or --set {self.name}.{field_name}=FILE)."
                 )
-        classnames = self.read_classnames(split_dir / self.classnames_file)
+        category_names = self.read_classnames(split_dir / self.classnames_file)
+        classnames, relabel = self.label_space(category_names)
         splits = {}
         for split, list_name in (("train", self.train_list), ("test", self.test_list)):
             list_file = split_dir / list_name
             rel_paths, labels, lines = parse_split_file(list_file)
-            bad = np.flatnonzero((labels < 0) | (labels >= len(classnames)))
+            bad = np.flatnonzero((labels < 0) | (labels >= len(category_names)))
             if len(bad):
                 i = int(bad[0])
-                raise DataError(f"{list_file}, line {lines[i]}: label {labels[i]} outside 0..{len(classnames) - 1} "
-                                f"({len(classnames)} classes in {split_dir / self.classnames_file})")
-            splits[split] = FileImages(image_root, rel_paths, labels, list_file, lines)
+                raise DataError(f"{list_file}, line {lines[i]}: label {labels[i]} outside 0..{len(category_names) - 1} "
+                                f"({len(category_names)} classes in {split_dir / self.classnames_file})")
+            splits[split] = FileImages(image_root, rel_paths, labels if relabel is None else relabel[labels],
+                                       list_file, lines)
         check_disjoint(splits["train"], splits["test"])
         return LongTailData(self.name, classnames, splits["train"], splits["test"])
 
@@ -157,12 +171,38 @@ class PlacesLT(SplitFileDataset):
 @register_dataset("inat2018")
 @dataclass(frozen=True)
 class INaturalist2018(SplitFileDataset):
+    """Species by default; a coarser taxonomic level (the references' iNaturalist2018_Kingdom … _Genus) groups
+    the species into that level's taxa, numbered as the references do: alphabetically by name. Species keep
+    the category id of the split files as label."""
+
     image_dir: str = "iNat2018"
     split_dir: str = "iNaturalist2018"
     test_list: str = "val.txt"  # the official val list is the test set
     classnames_file: str = "categories.json"
     epochs: int = setting(15, low=1, high=MAX_EPOCHS)
+    level: Literal["kingdom", "phylum", "class", "order", "family", "genus", "species"] = setting(
+        "species", help="taxonomic level of the classes (labels of coarser levels: their taxa in alphabetical order)")
     name = "inat2018"
 
     def read_classnames(self, path: Path) -> list[str]:
-        return read_inat_categories(path)
+        return read_inat_categories(path, self.level)
+
+    def label_space(self, category_names: list[str]) -> tuple[list[str], np.ndarray | None]:
+        if self.level == "species":
+            return category_names, None
+        taxa = sorted(set(category_names))
+        index = {taxon: i for i, taxon in enumerate(taxa)}
+        return taxa, np.array([index[name] for name in category_names], dtype=np.int64)
+
+
+def _register_inat_level(level: str) -> None:
+    """`inat2018_<level>`: the iNaturalist 2018 split classified at one taxonomic level."""
+    name = f"inat2018_{level}"
+    cls = dataclass(frozen=True)(type(f"INaturalist2018{level.title()}", (INaturalist2018,), {
+        "__annotations__": {"level": str}, "level": setting(level, help=INaturalist2018.__dataclass_fields__[
+            "level"].metadata["help"]), "name": name, "__doc__": f"iNaturalist 2018 at the {level} level."}))
+    register_dataset(name)(cls)
+
+
+for _level in INAT_LEVELS:
+    _register_inat_level(_level)

@@ -201,3 +201,44 @@ def test_many_empty_classes_are_counted(tmp_path):
     with pytest.raises(DataError, match=r"7 of 10 classes have no image in the train split .*train\.txt: "
                                         r"3 'class 3', 4 'class 4', 5 'class 5', 6 'class 6', 7 'class 7' and 2 more"):
         build_dataset(dataset_config("imagenet_lt"), tmp_path)
+
+
+LEVEL_COUNTS = {"kingdom": 6, "phylum": 25, "class": 57, "order": 272, "family": 1118, "genus": 4401,
+                "species": 8142}
+
+
+def test_inaturalist_levels_from_the_shared_categories(lt_splits, tmp_path):
+    """Each taxonomic level on the real categories.json: its number of taxa, labels numbered alphabetically (as
+    the references do) and every species mapped to its own taxon."""
+    categories = json.loads((lt_splits / "iNaturalist2018" / "categories.json").read_text())
+    split = tmp_path / "iNaturalist2018"
+    split.mkdir()
+    (split / "categories.json").write_text(json.dumps(categories))
+    species = np.arange(len(categories))
+    (split / "train.txt").write_text("".join(f"train_val2018/x/{c}/{i}.jpg {c}\n" for c in species
+                                             for i in range(1 + c % 3)))
+    (split / "val.txt").write_text("".join(f"train_val2018/x/{c}/v.jpg {c}\n" for c in species))
+    for level, taxa in LEVEL_COUNTS.items():
+        data = build_dataset(dataset_config(f"inat2018_{level}"), tmp_path)
+        assert data.num_classes == taxa and data.name == f"inat2018_{level}"
+        key = "name" if level == "species" else level
+        truth = [c[key] for c in sorted(categories, key=lambda c: c["id"])]
+        names = sorted(set(truth)) if level != "species" else truth
+        assert data.classnames == names
+        expected_test = [names.index(truth[c]) for c in species] if level != "species" else list(species)
+        assert data.test.labels.tolist() == expected_test
+        per_species = 1 + species % 3
+        expected_counts = np.bincount(expected_test, weights=per_species, minlength=taxa)
+        assert data.train_class_counts.tolist() == expected_counts.astype(int).tolist()
+        assert sum(len(g) for g in data.groups.as_dict().values()) == taxa
+    assert dataset_config("inat2018").level == "species"
+
+
+def test_an_unknown_level_or_a_categories_file_without_it_is_refused(tmp_path):
+    from bench.overrides import OverrideError
+
+    with pytest.raises((OverrideError, ValueError), match="level"):
+        dataset_config("inat2018", {"level": "tribe"})
+    write_tree(tmp_path, "inat2018")  # its categories have no phylum
+    with pytest.raises(DataError, match="phylum"):
+        build_dataset(dataset_config("inat2018_phylum"), tmp_path)
