@@ -166,6 +166,8 @@ def _type_text(annotation: Any) -> str:
     """What --set accepts, in words: int, float | None, or a Literal's choices a|b|c."""
     if typing.get_origin(annotation) is typing.Literal:
         return "|".join(map(str, typing.get_args(annotation)))
+    if typing.get_origin(annotation) is tuple:  # layers: a list of block indices
+        return f"list of {typing.get_args(annotation)[0].__name__}"
     if typing.get_args(annotation):  # Optional / Union
         return " | ".join(_type_text(arg) for arg in typing.get_args(annotation))
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from bench.data.loading import make_loader
-from bench.data.transforms import test_transform, train_transform
+from bench.data.transforms import resize_for_test, test_transform, train_transform
 from bench.evaluation import extract_features
 from bench.models import LongTailModel, create_clip
 from bench.models.backbone import input_mean_std, input_size, weights_identity
@@ -30,7 +30,9 @@ def features_key(ctx: JobContext, data, split: str, view: str, size: int) -> dic
            "weights": weights_identity(job.model, job.pretrained, job.seed, quick_gelu=job.quick_gelu),
            "split": split, "fingerprint": job.data_fingerprint or data.fingerprint, "size": size,
            "tte": view == "tte", "precision": ctx.precision}
-    return {**key, "view": view} if view == "train" else key
+    if view == "train":
+        return {**key, "view": view}
+    return {**key, "resize": resize_for_test(size, view == "tte", job.recipe.expand)}
 
 
 class PretrainedTower:
@@ -53,7 +55,7 @@ def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext)
     mean, std = input_mean_std(model.visual)
     size = input_size(model.visual)
     transform = (train_transform("none", size, 1, mean, std) if view == "train"
-                 else test_transform(size, mean, std, tte=view == "tte"))
+                 else test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand))
     batch = max(1, ctx.job.runtime.eval_batch_size // (5 if view == "tte" else 1))
     loader = make_loader(data.test if split == "test" else data.train, transform, batch, shuffle=False,
                          seed=ctx.job.seed, workers=ctx.workers, pin_memory=ctx.device.type == "cuda")

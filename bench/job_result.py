@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 GROUPS = ("many", "medium", "few")
+CLASS_BALANCED = ("worst_class_acc", "hmean_acc", "gmean_acc", "macro_f1", "error_rate")  # test split
+CI_METRICS = ("top1", "few")  # their bootstrap intervals over test images, `ci95` of the test metrics
+CI_COLUMNS = tuple(f"{metric}_ci_{end}" for metric in CI_METRICS for end in ("low", "high"))
 ROW_COLUMNS = ("job_id", "status", "dataset", "regime", "seed", "recipe_id", "protocol", "model", "pretrained",
                "activation", "top1", *GROUPS, "train_top1", *(f"train_{g}" for g in GROUPS), "trainable_params",
-               "trainable_pct", "epochs", "train_s", "total_s", "split_fingerprint", "data_fingerprint", "error")
+               "trainable_pct", "epochs", "train_s", "total_s", "split_fingerprint", "data_fingerprint", "error",
+               *CLASS_BALANCED, *CI_COLUMNS)
 
 
 def recipe_id(config: dict) -> str:
@@ -72,9 +76,13 @@ class JobResult:
 
     def to_row(self) -> dict:
         """One flat row; an empty group stays empty (None), never 0 or NaN-as-a-number."""
+        test = self.metrics.get("test") or {}
         accuracies = {prefix + key: (self.metrics.get(split) or {}).get(key)
                       for split, prefix in (("test", ""), ("train", "train_")) for key in ("top1", *GROUPS)}
+        ci95 = test.get("ci95") or {}
+        intervals = dict(zip(CI_COLUMNS, (b for m in CI_METRICS for b in ci95.get(m) or (None, None))))
         return _row(self.status, self.job_id, self.config, activation=self.activation, **accuracies,
+                    **{key: test.get(key) for key in CLASS_BALANCED}, **intervals,
                     trainable_params=self.params.get("trainable"), trainable_pct=self.params.get("trainable_pct"),
                     epochs=self.epochs, train_s=self.timings.get("train_s"), total_s=self.timings.get("total_s"),
                     split_fingerprint=self.split_fingerprint)

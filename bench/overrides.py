@@ -23,6 +23,12 @@ def parse_assignments(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is tuple:
+        return f"a list of {typing.get_args(annotation)[0].__name__} (e.g. 0,3,5)"
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def _convert(text: str, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -30,7 +36,19 @@ def _convert(text: str, annotation: Any, where: str) -> Any:
         if type(None) in args and text.lower() in ("none", "null", ""):
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(text, inner[0], where)
+        for kind in inner:  # the first type that reads the text: "3" is an int, "0,3" a list
+            try:
+                return _convert(text, kind, where)
+            except OverrideError:
+                if len(inner) == 1:
+                    raise
+        raise OverrideError(f"{where}: cannot read {text!r} as {' or '.join(map(_type_name, inner))}")
+    if origin is tuple:  # tuple[int, ...]: "0,3,5", "[0, 3, 5]" or "(0,3,5)"; "[]" is empty
+        body = text.strip()
+        if body[:1] + body[-1:] in ("[]", "()"):
+            body = body[1:-1]
+        kind = typing.get_args(annotation)[0]
+        return tuple(_convert(item.strip(), kind, where) for item in body.split(",") if item.strip())
     if origin is typing.Literal:
         choices = typing.get_args(annotation)
         if text not in choices:

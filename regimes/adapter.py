@@ -7,10 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.fields import setting
-from bench.models.tunable_block import Residual, tunable_blocks
-from bench.training.recipe import Recipe
+from bench.models.tunable_block import Residual
 
-from .base import Regime, bottleneck_size, num_blocks, register_regime
+from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
 
 
 class BottleneckAdapter(nn.Module):
@@ -42,22 +41,24 @@ class BottleneckAdapter(nn.Module):
 
 
 @dataclass(frozen=True)
-class AdapterRecipe(Recipe):
-    bottleneck: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / (2L))))")
+class AdapterRecipe(LayersRecipe):
+    bottleneck: Optional[int] = setting(None, low=1,
+                                        help="None: 2^max(0, floor(log2(K / (2L)))), L the tuned blocks")
 
 
 @register_regime("adapter")
-class SequentialAdapter(Regime):
-    """A bottleneck adapter (own LayerNorm, zero up projection) on each MLP output: h + adapter(h)."""
+class SequentialAdapter(BlockRegime):
+    """A bottleneck adapter (own LayerNorm, zero up projection) on each tuned block's MLP output: h + adapter(h)."""
 
     summary = "sequential adapter after each MLP + classifier"
     recipe = AdapterRecipe()
 
     def resolve(self, recipe, num_classes, visual):
-        if recipe.bottleneck is not None:
+        tuned = len(self.blocks(recipe, visual))
+        if recipe.bottleneck is not None or not tuned:
             return recipe
-        return replace(recipe, bottleneck=bottleneck_size(num_classes, num_blocks(visual), 2))
+        return replace(recipe, bottleneck=bottleneck_size(num_classes, tuned, 2))
 
     def adapt(self, model, data, recipe):
-        for block in tunable_blocks(model.visual):
+        for block in self.tuned_blocks(recipe, model.visual):
             block.attach("mlp_out", Residual(BottleneckAdapter(block.width, recipe.bottleneck)))

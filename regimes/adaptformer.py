@@ -2,24 +2,23 @@ from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from bench.fields import setting
-from bench.models.tunable_block import tunable_blocks
-from bench.training.recipe import Recipe
 
 from .adapter import BottleneckAdapter
-from .base import Regime, bottleneck_size, num_blocks, register_regime
+from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
 
 
 @dataclass(frozen=True)
-class AdaptFormerRecipe(Recipe):
+class AdaptFormerRecipe(LayersRecipe):
     variant: Literal["lift", "original"] = setting(
         "lift", help="lift: LIFT+'s (LayerNorm, learnable scale); original: AdaptFormer's (scale 0.1, dropout 0.1)")
     bottleneck: Optional[int] = setting(None, low=1,
-                                        help="None: lift 2^max(0, floor(log2(K / (2L)))), original 64")
+                                        help="None: lift 2^max(0, floor(log2(K / (2L)))), L the tuned "
+                                             "blocks; original 64")
 
 
 @register_regime("adaptformer")
-class AdaptFormer(Regime):
-    """A bottleneck branch parallel to each MLP reading the residual stream before ln_2.
+class AdaptFormer(BlockRegime):
+    """A bottleneck branch parallel to each tuned block's MLP reading the residual stream before ln_2.
 
     variant=lift (LIFT/LIFT+): own LayerNorm, learnable scale s=1. variant=original (AdaptFormer's authors):
     no LayerNorm, fixed scale 0.1, dropout 0.1, bottleneck 64. Both start as a no-op (zero up projection).
@@ -29,9 +28,10 @@ class AdaptFormer(Regime):
     recipe = AdaptFormerRecipe()
 
     def resolve(self, recipe, num_classes, visual):
-        if recipe.bottleneck is not None:
+        tuned = len(self.blocks(recipe, visual))
+        if recipe.bottleneck is not None or not tuned:
             return recipe
-        size = 64 if recipe.variant == "original" else bottleneck_size(num_classes, num_blocks(visual), 2)
+        size = 64 if recipe.variant == "original" else bottleneck_size(num_classes, tuned, 2)
         return replace(recipe, bottleneck=size)
 
     def adapt(self, model, data, recipe):
@@ -39,5 +39,5 @@ class AdaptFormer(Regime):
             options = dict(layer_norm=False, scale=0.1, dropout=0.1)
         else:
             options = dict(layer_norm=True, learnable_scale=True)
-        for block in tunable_blocks(model.visual):
+        for block in self.tuned_blocks(recipe, model.visual):
             block.attach("parallel", BottleneckAdapter(block.width, recipe.bottleneck, **options))

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Optional, Sequence, Union
 
 from torch import nn
 
 from bench.data import LongTailData
+from bench.fields import setting
 from bench.models import Backbone, LongTailModel, make_classifier
+from bench.models.backbone import needs_text_tower
+from bench.models.towers import has_text_tower, is_resnet, tower_blocks
+from bench.models.tunable_block import tunable_blocks
 from bench.registry import REGIMES
 from bench.training.recipe import Recipe
 
@@ -19,7 +24,40 @@ def bottleneck_size(num_classes: int, num_layers: int, divisor: int = 1) -> int:
 
 
 def num_blocks(visual: nn.Module) -> int:
-    return len(visual.transformer.resblocks)
+    return len(tower_blocks(visual))
+
+
+def selected_blocks(layers: Union[int, Sequence[int], None], num_blocks: int, name: str = "layers") -> list[int]:
+    """LIFT-plus's layer choice (`*_layers`): None all blocks, an int k the last k (0: none), else the listed
+    block indices (sorted). Unlike the reference, k > L, negative and repeated indices are refused (ValueError
+    naming the setting `name`) instead of wrapping around or tuning a block twice."""
+    if layers is None:
+        return list(range(num_blocks))
+    if isinstance(layers, int):
+        if not 0 <= layers <= num_blocks:
+            raise ValueError(f"{name}={layers} but the model has {num_blocks} blocks; use --set {name}=0..{num_blocks}")
+        return list(range(num_blocks - layers, num_blocks))
+    outside = [i for i in layers if not 0 <= i < num_blocks]
+    if outside:
+        raise ValueError(f"{name} lists block {outside[0]} but the model has blocks 0..{num_blocks - 1}; "
+                         f"list indices in 0..{num_blocks - 1}")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"{name} lists a block twice ({', '.join(map(str, layers))}); list each block once")
+    return sorted(layers)
+
+
+@dataclass(frozen=True)
+class LayersRecipe(Recipe):
+    """A recipe for a regime acting on transformer blocks: which of them it tunes."""
+
+    layers: Optional[Union[int, tuple[int, ...]]] = setting(
+        None, low=0, help="the blocks tuned: None all, k the last k (0 none), or block indices such as 0,3,5 "
+                          "(automatic sizes count the chosen blocks)")
+
+    def __post_init__(self):
+        if isinstance(self.layers, list):  # hashable, as every recipe must be
+            object.__setattr__(self, "layers", tuple(self.layers))
+        super().__post_init__()
 
 
 def register_regime(name: str):
@@ -46,13 +84,22 @@ class Regime:
     recipe: ClassVar[Recipe] = Recipe()
     trains: ClassVar[bool] = True
     lightweight: ClassVar[bool] = True  # a parameter-efficient method (the papers' "light"; not full, partial, probes)
+    runs_on_resnet: ClassVar[bool] = False  # what LIFT-plus implements for ResNets: full, bitfit, ssf, the heads
 
     def make_head(self, backbone: Backbone, data: LongTailData, recipe: Recipe) -> nn.Module:
         return make_classifier(recipe.classifier, recipe.classifier_init, backbone, data.num_classes,
                                recipe.classifier_scale)
 
     def check(self, recipe: Recipe, visual: nn.Module) -> None:
-        """Raise ValueError before any training when `recipe` cannot run on this image tower."""
+        """Raise ValueError before any training when `recipe` cannot run on this image tower (overrides call it)."""
+        if is_resnet(visual) and not self.runs_on_resnet:
+            able = ", ".join(name for name in REGIMES.names() if REGIMES.get(name).runs_on_resnet)
+            raise ValueError(f"{self.name} needs a ViT tower: {visual.name} is a ResNet, without attention blocks; "
+                             f"regimes that run on ResNets: {able}")
+        if recipe.classifier_init == "semantic" and not has_text_tower(visual):
+            raise ValueError(needs_text_tower(f"{self.name}: classifier_init=semantic", visual.name,
+                                              f"add --set {self.name}.classifier_init=class_mean, the reference's "
+                                              f"init for it"))
 
     def resolve(self, recipe: Recipe, num_classes: int, visual: nn.Module) -> Recipe:
         """`recipe` with its automatic (None) sizes replaced by the values used for K = `num_classes` classes on
@@ -64,9 +111,32 @@ class Regime:
         `recipe` is resolved: its sizes are the ones to use."""
 
     def build(self, backbone: Backbone, data: LongTailData, recipe: Recipe) -> LongTailModel:
+        self.check(recipe, backbone.visual)
         recipe = self.resolve(recipe, data.num_classes, backbone.visual)
         model = LongTailModel(backbone.visual, self.make_head(backbone, data, recipe))
         model.requires_grad_(False)
         model.head.requires_grad_(True)
         self.adapt(model, data, recipe)
         return model
+
+
+class BlockRegime(Regime):
+    """A regime that tunes a choice of transformer blocks, the recipe's `layers` (LayersRecipe)."""
+
+    recipe: ClassVar[Recipe] = LayersRecipe()
+
+    def blocks(self, recipe: Recipe, visual: nn.Module) -> list[int]:
+        """Indices of the blocks this recipe tunes on this tower (ValueError when the choice does not fit)."""
+        return selected_blocks(recipe.layers, num_blocks(visual), f"{self.name}.layers")
+
+    def tuned_blocks(self, recipe: Recipe, visual: nn.Module, *, sites: bool = True) -> list[nn.Module]:
+        """The chosen blocks, as TunableBlocks whose sites take injected modules (`sites`), else as they are."""
+        blocks = tunable_blocks(visual) if sites else list(tower_blocks(visual))
+        return [blocks[i] for i in self.blocks(recipe, visual)]
+
+    def check(self, recipe: Recipe, visual: nn.Module) -> None:
+        super().check(recipe, visual)
+        if is_resnet(visual) and recipe.layers is not None:
+            raise ValueError(f"{self.name}.layers={recipe.layers} on {visual.name}: on a ResNet LIFT-plus's regimes "
+                             f"act on all residual blocks (its *_layers do not apply); leave {self.name}.layers unset")
+        self.blocks(recipe, visual)

@@ -1,13 +1,15 @@
-from .base import Regime, register_regime
+from .base import BlockRegime, register_regime
 
 
 @register_regime("bitfit")
-class BitFit(Regime):
-    """Every bias in the transformer blocks (LayerNorm, qkv, out-proj, MLP) + classifier."""
+class BitFit(BlockRegime):
+    """Every bias in the tuned transformer blocks (LayerNorm, qkv, out-proj, MLP) + classifier."""
 
     summary = "block biases + classifier"
+    runs_on_resnet = True  # a ResNet's residual blocks: their BatchNorm biases (the convolutions have none)
 
     def adapt(self, model, data, recipe):
-        for name, param in model.visual.transformer.resblocks.named_parameters():
-            if name.endswith("bias"):
-                param.requires_grad_(True)
+        for block in self.tuned_blocks(recipe, model.visual, sites=False):
+            for name, param in block.named_parameters():
+                if name.endswith("bias"):
+                    param.requires_grad_(True)

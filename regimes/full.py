@@ -1,17 +1,18 @@
 from dataclasses import replace
 
-from bench.training.recipe import Recipe
-
-from .base import Regime, register_regime
+from .base import BlockRegime, LayersRecipe, register_regime
 
 
 @register_regime("full")
-class FullFineTuning(Regime):
-    """Every tensor of all transformer blocks + classifier; embeddings, ln_pre, ln_post and proj stay frozen."""
+class FullFineTuning(BlockRegime):
+    """Every tensor of the tuned (by default all) transformer blocks + classifier; embeddings, ln_pre, ln_post
+    and proj stay frozen."""
 
     summary = "all transformer blocks + classifier"
     lightweight = False
-    recipe = replace(Recipe(), lr=5e-4)  # the papers' full fine-tuning lr
+    runs_on_resnet = True  # a ResNet's blocks: the residual blocks of layer1..4 (not the stem, not the pool)
+    recipe = replace(LayersRecipe(), lr=5e-4)  # the papers' full fine-tuning lr
 
     def adapt(self, model, data, recipe):
-        model.visual.transformer.resblocks.requires_grad_(True)
+        for block in self.tuned_blocks(recipe, model.visual, sites=False):
+            block.requires_grad_(True)

@@ -7,3 +7,4 @@ class LinearProbe(Regime):
 
     summary = "classifier only"
     lightweight = False
+    runs_on_resnet = True

@@ -6,10 +6,8 @@ import torch
 from torch import nn
 
 from bench.fields import setting
-from bench.models.tunable_block import tunable_blocks
-from bench.training.recipe import Recipe
 
-from .base import Regime, bottleneck_size, num_blocks, register_regime
+from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
 
 
 class LoRA(nn.Module):
@@ -27,14 +25,15 @@ class LoRA(nn.Module):
 
 
 @dataclass(frozen=True)
-class LoRARecipe(Recipe):
+class LoRARecipe(LayersRecipe):
     rank: Optional[int] = setting(None, low=1,
-                                  help="None: 2^max(0, floor(log2(K / (4L)))), 16 for ImageNet-LT on ViT-B/16")
+                                  help="None: 2^max(0, floor(log2(K / (4L)))), L the tuned blocks; 16 for ImageNet-LT "
+                                       "on ViT-B/16")
 
 
 @register_regime("lora")
-class LoRARegime(Regime):
-    """LoRA on q and v of every block's fused qkv projection: q += x·A·B/r, v likewise (LIFT-plus's LoRA).
+class LoRARegime(BlockRegime):
+    """LoRA on q and v of each tuned block's fused qkv projection: q += x·A·B/r, v likewise (LIFT-plus's LoRA).
 
     Not peft: on nn.MultiheadAttention peft adapts the whole fused projection and out_proj, and initialises
     A with bound 1/√D instead of the reference's 1/√r (see README).
@@ -44,11 +43,12 @@ class LoRARegime(Regime):
     recipe = LoRARecipe()
 
     def resolve(self, recipe, num_classes, visual):
-        if recipe.rank is not None:
+        tuned = len(self.blocks(recipe, visual))
+        if recipe.rank is not None or not tuned:
             return recipe
-        return replace(recipe, rank=bottleneck_size(num_classes, num_blocks(visual), 4))
+        return replace(recipe, rank=bottleneck_size(num_classes, tuned, 4))
 
     def adapt(self, model, data, recipe):
-        for block in tunable_blocks(model.visual):
+        for block in self.tuned_blocks(recipe, model.visual):
             block.attach("q", LoRA(block.width, recipe.rank))
             block.attach("v", LoRA(block.width, recipe.rank))

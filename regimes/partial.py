@@ -3,7 +3,8 @@ from dataclasses import dataclass
 from bench.fields import setting
 from bench.training.recipe import Recipe
 
-from .base import Regime, register_regime
+from .base import num_blocks, register_regime, selected_blocks
+from .full import FullFineTuning
 
 
 @dataclass(frozen=True)
@@ -14,21 +15,13 @@ class PartialRecipe(Recipe):
 
 
 @register_regime("partial")
-class PartialFineTuning(Regime):
-    """The last k transformer blocks (every tensor in them) + classifier (LIFT-plus `fft_layers=k`)."""
+class PartialFineTuning(FullFineTuning):
+    """The last k transformer blocks (every tensor in them) + classifier (LIFT-plus `fft_layers=k`): full
+    fine-tuning with `layers=k`, kept as its own regime with its own lr."""
 
     summary = "last k blocks + classifier"
-    lightweight = False
+    runs_on_resnet = False  # LIFT-plus's fft_layers do not apply to ResNets
     recipe = PartialRecipe()
 
-    def check(self, recipe, visual):
-        depth = len(visual.transformer.resblocks)
-        if recipe.blocks > depth:
-            raise ValueError(f"partial.blocks={recipe.blocks} but the model has {depth} blocks; "
-                             f"use --set partial.blocks=0..{depth}")
-
-    def adapt(self, model, data, recipe):
-        self.check(recipe, model.visual)
-        blocks = model.visual.transformer.resblocks
-        for block in list(blocks)[len(blocks) - recipe.blocks:]:
-            block.requires_grad_(True)
+    def blocks(self, recipe, visual):
+        return selected_blocks(recipe.blocks, num_blocks(visual), "partial.blocks")

@@ -7,10 +7,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench.fields import setting
-from bench.models.tunable_block import tunable_blocks
-from bench.training.recipe import Recipe
+from bench.models.backbone import feature_dim
+from bench.models.tunable_block import projections
 
-from .base import Regime, register_regime
+from .base import BlockRegime, LayersRecipe, register_regime
 
 
 def random_mask(shape: torch.Size, fraction: float, seed: int) -> torch.Tensor:
@@ -39,40 +39,42 @@ class MaskedUpdate(nn.Module):
 
 
 @dataclass(frozen=True)
-class SparseRecipe(Recipe):
+class SparseRecipe(LayersRecipe):
     fraction: Optional[float] = setting(None, low=0, low_open=True, high=1,
-                                        help="trainable share of the entries; None: K·D in all (a classifier's worth)")
+                                        help="trainable share of the tuned blocks' entries; None: K·D in all (a "
+                                             "classifier's worth)")
     location: Literal["all", "attn", "mlp"] = setting("all", help="the tensors the mask chooses from: attention, MLP or both")
     mask_seed: int = setting(0, low=0, high=2**63 - 1, help="seed of the random mask (re-seeded per tensor)")
 
 
+_PROJECTIONS = {"attn": ("qkv", "attn_out"), "mlp": ("mlp_in", "mlp_out"),
+                "all": ("qkv", "attn_out", "mlp_in", "mlp_out")}
+
+
 def _targets(block, location: str) -> list[tuple[object, str]]:
-    attn = [(block.attn, "in_proj_weight"), (block.attn, "in_proj_bias"),
-            (block.attn.out_proj, "weight"), (block.attn.out_proj, "bias")]
-    mlp = [(block.mlp.c_fc, "weight"), (block.mlp.c_fc, "bias"), (block.mlp.c_proj, "weight"),
-           (block.mlp.c_proj, "bias")]
-    return {"attn": attn, "mlp": mlp, "all": attn + mlp}[location]
+    found = projections(block)  # site -> (owner, weight name, bias name)
+    return [(found[site][0], name) for site in _PROJECTIONS[location] for name in found[site][1:]]
 
 
 @register_regime("sparse")
-class SparseFineTuning(Regime):
-    """A fixed random fraction of the entries of every attention/MLP weight and bias trains (LIFT-plus's
+class SparseFineTuning(BlockRegime):
+    """A fixed random fraction of the entries of each tuned block's attention/MLP weights and biases trains (LIFT-plus's
     "arbitrary fine-tuning"); each tensor's mask comes from a generator seeded with `mask_seed`."""
 
     summary = "random fraction of block weight entries + classifier"
     recipe = SparseRecipe()
 
     def resolve(self, recipe, num_classes, visual):
-        if recipe.fraction is not None:
+        blocks = self.tuned_blocks(recipe, visual, sites=False)
+        if recipe.fraction is not None or not blocks:
             return recipe
-        blocks = list(visual.transformer.resblocks)
         eligible = sum(getattr(module, name).numel() for block in blocks
                        for module, name in _targets(block, recipe.location))
         # K·D entries; over 1 (more classes than eligible entries / D) every entry trains, as with 1
-        return replace(recipe, fraction=min(1.0, num_classes * blocks[0].ln_1.normalized_shape[0] / eligible))
+        return replace(recipe, fraction=min(1.0, num_classes * feature_dim(visual) / eligible))
 
     def adapt(self, model, data, recipe):
-        targets = [t for block in tunable_blocks(model.visual) for t in _targets(block, recipe.location)]
+        targets = [t for block in self.tuned_blocks(recipe, model.visual) for t in _targets(block, recipe.location)]
         for module, name in targets:
             original = getattr(module, name)
             mask = random_mask(original.shape, recipe.fraction, recipe.mask_seed)

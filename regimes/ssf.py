@@ -1,9 +1,9 @@
 import torch
 from torch import nn
 
-from bench.models.tunable_block import tunable_blocks
+from bench.models.towers import is_resnet
 
-from .base import Regime, register_regime
+from .base import BlockRegime, register_regime
 
 
 class ScaleShift(nn.Module):
@@ -21,14 +21,19 @@ class ScaleShift(nn.Module):
 
 
 @register_regime("ssf")
-class SSF(Regime):
-    """Scale-and-shift after the qkv, attention-out, MLP-in and MLP-out projections of every block."""
+class SSF(BlockRegime):
+    """Scale-and-shift after the qkv, attention-out, MLP-in and MLP-out projections of each tuned block; on a
+    ResNet one scale-shift on the pooled feature (LIFT-plus)."""
 
     summary = "scale-shift after each projection + classifier"
+    runs_on_resnet = True
 
     def adapt(self, model, data, recipe):
-        for block in tunable_blocks(model.visual):
+        if is_resnet(model.visual):
+            model.visual.attach("pooled", ScaleShift(model.visual.feature_dim))
+            return
+        for block in self.tuned_blocks(recipe, model.visual):
             width = block.width
-            for site, dim in (("qkv", 3 * width), ("attn_out", width),
-                              ("mlp_in", block.mlp.c_fc.out_features), ("mlp_out", width)):
+            for site, dim in (("qkv", 3 * width), ("attn_out", width), ("mlp_in", block.mlp_width),
+                              ("mlp_out", width)):
                 block.attach(site, ScaleShift(dim))

@@ -5,10 +5,8 @@ import torch
 from torch import nn
 
 from bench.fields import setting
-from bench.models.tunable_block import tunable_blocks
-from bench.training.recipe import Recipe
 
-from .base import Regime, bottleneck_size, num_blocks, register_regime
+from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
 
 
 class Prompt(nn.Module):
@@ -24,27 +22,35 @@ class Prompt(nn.Module):
 
 
 @dataclass(frozen=True)
-class VPTRecipe(Recipe):
-    depth: Literal["deep", "shallow"] = setting("deep", help="prompts in every block (deep) or in the first only")
+class VPTRecipe(LayersRecipe):
+    depth: Literal["deep", "shallow"] = setting(
+        "deep", help="prompts in every tuned block (deep) or in the first block only (shallow: layers stays None)")
     length: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / prompted blocks)))")
 
 
 @register_regime("vpt")
-class VisualPromptTuning(Regime):
+class VisualPromptTuning(BlockRegime):
     """Learnable tokens after CLS, N(0, 0.02): deep replaces them in every block, shallow adds them once."""
 
     summary = "visual prompt tokens (deep or shallow) + classifier"
     recipe = VPTRecipe()
 
+    def blocks(self, recipe, visual):
+        if recipe.depth == "deep":
+            return super().blocks(recipe, visual)
+        if recipe.layers is not None:
+            raise ValueError(f"vpt.depth=shallow prompts block 0 only but vpt.layers={recipe.layers}; leave "
+                             f"vpt.layers unset, or use vpt.depth=deep with the blocks to prompt")
+        return [0]
+
     def resolve(self, recipe, num_classes, visual):
-        if recipe.length is not None:
+        prompted = len(self.blocks(recipe, visual))
+        if recipe.length is not None or not prompted:
             return recipe
-        prompted = num_blocks(visual) if recipe.depth == "deep" else 1
         return replace(recipe, length=bottleneck_size(num_classes, prompted))
 
     def adapt(self, model, data, recipe):
         if getattr(model.visual, "pool_type", "tok") != "tok":
             raise ValueError("vpt needs a tower that pools the CLS token (pool_type 'tok')")
-        blocks = tunable_blocks(model.visual)
-        for block in blocks if recipe.depth == "deep" else blocks[:1]:
+        for block in self.tuned_blocks(recipe, model.visual):
             block.attach("tokens", Prompt(recipe.length, block.width))

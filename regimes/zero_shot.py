@@ -1,6 +1,8 @@
 from dataclasses import replace
 
 from bench.models import ZeroShotHead
+from bench.models.backbone import needs_text_tower
+from bench.models.towers import has_text_tower
 from bench.training.recipe import Recipe
 
 from .base import Regime, register_regime
@@ -14,6 +16,11 @@ class ZeroShot(Regime):
     recipe = replace(Recipe(), epochs=0)
     trains = False
     lightweight = False
+    runs_on_resnet = True
+
+    def check(self, recipe, visual):
+        if not has_text_tower(visual):
+            raise ValueError(needs_text_tower("zero_shot", visual.name, "use a CLIP model (such as ViT-B-16 or RN50)"))
 
     def make_head(self, backbone, data, recipe):
-        return ZeroShotHead(backbone.visual.proj, backbone.text_embeddings, backbone.logit_scale)
+        return ZeroShotHead(backbone.image_projection, backbone.text_embeddings, backbone.logit_scale)

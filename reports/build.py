@@ -20,13 +20,16 @@ from bench.manifest import ManifestError
 
 from .figures import DATASET_FIGURES, RUN_FIGURES, grid_heatmap, grid_paired_tests, stats_by_row
 from .load import Run, load_run
-from .markdown import run_markdown
+from .markdown import interval_text, row_interval, run_markdown
 from .verdict import verdict
 
 log = logging.getLogger(__name__)
 SUMMARY = [("top1", "overall", True), ("many", "many", True), ("medium", "medium", True), ("few", "few", True),
            ("trainable_params", "trainable", None), ("trainable_pct", "% backbone", None), ("epochs", "epochs", None),
            ("total_s", "time s", False)]
+INTERVALS = [("top1", "overall 95% CI"), ("few", "few 95% CI")]  # each placed after its metric's column
+BALANCED = [("worst_class_acc", "worst class", True), ("hmean_acc", "harmonic mean", True),
+            ("gmean_acc", "geometric mean", True), ("macro_f1", "macro-F1", True), ("error_rate", "error", False)]
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee;cursor:pointer}
 td:first-child,td:nth-child(2){text-align:left}.best{font-weight:bold;background:#dfd}
@@ -39,15 +42,25 @@ if(!isNaN(na)&&!isNaN(nc)){return asc?na-nc:nc-na;}return asc?String(a).localeCo
 rows.forEach(function(r){b.appendChild(r);});});});"""
 
 
-def summary_table(run: Run) -> pd.DataFrame:
-    """One line per data set and row (one recipe of a regime): means over that row's seeds only."""
+def summary_table(run: Run, columns: list = SUMMARY, intervals: list = INTERVALS) -> pd.DataFrame:
+    """One line per data set and row (one recipe of a regime): means over that row's seeds only, and the 95 %
+    intervals of `intervals`' metrics (reports.markdown.row_interval)."""
     ok = run.main
     if ok.empty:
         return pd.DataFrame()
     groups = ok.groupby(["dataset", "row"])
-    table = groups[[c for c, _, _ in SUMMARY]].mean()
+    table = groups[[c for c, _, _ in columns]].mean()
     table.insert(0, "seeds", groups.seed.nunique())
+    for metric, title in intervals:
+        table.insert(table.columns.get_loc(metric) + 1, title,
+                     [interval_text(row_interval(rows, metric), 2) or None for _, rows in groups])
     return table.reset_index()
+
+
+def _titled(table: pd.DataFrame, columns: list) -> str:
+    """`table` under its columns' titles, the best value per data set marked."""
+    renamed = table.rename(columns={"row": "regime", **{c: t for c, t, _ in columns}})
+    return html_table(renamed, {t: h for _, t, h in columns if h is not None}, group="dataset")
 
 
 def _cell(value, fmt="{:.2f}") -> tuple[str, str]:
@@ -199,8 +212,14 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
     if not table.empty:
         parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds; one line per recipe of a regime "
                      "(the brackets name what sets its recipe apart); best per data set in bold.</p>")
-        renamed = table.rename(columns={"row": "regime", **{c: t for c, t, _ in SUMMARY}})
-        parts.append(html_table(renamed, {t: h for _, t, h in SUMMARY if h is not None}, group="dataset"))
+        parts.append(_titled(table, SUMMARY))
+        parts.append("<p>The 95 % intervals: a percentile bootstrap over the row's seeds when it has several, else "
+                     "over the job's test images (resampled within each class); 1,000 resamples, fixed seed.</p>")
+        parts.append("<h3>Class-balanced metrics</h3><p>Test split, mean over seeds (LIFT's evaluator, over the "
+                     "classes of the test split): the worst class's accuracy, the harmonic mean of the class "
+                     "accuracies (0 % counted as 0.001 %), their geometric mean (0 when a class is at 0 %), "
+                     "macro-F1 and the error rate (%).</p>")
+        parts.append(_titled(summary_table(run, BALANCED, []), BALANCED))
     if settings is not None and not settings.empty:
         parts.append("<h2>Hyper-parameters and where they come from</h2>" + html_table(settings))
     section = None

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from bench.data.groups import GROUP_NAMES
-from bench.job_result import JobOutcome, JobResult, outcome_from_dict, recipe_id
+from bench.job_result import CI_COLUMNS, CLASS_BALANCED, JobOutcome, JobResult, outcome_from_dict, recipe_id
 from bench.manifest import Manifest, ManifestJob, read_manifest
 from bench.registry import REGIMES
 from bench.results import RunStore
 
 COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",
            "top1", *GROUP_NAMES, "train_top1", *(f"train_{g}" for g in GROUP_NAMES), "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
-           "peak_memory_mb"]
+           "peak_memory_mb", *CLASS_BALANCED, *CI_COLUMNS]
 NUMERIC = COLUMNS[COLUMNS.index("top1"):]
 LISTED = 5  # job labels named in one problem line
 

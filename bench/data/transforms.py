@@ -13,24 +13,40 @@ BICUBIC = InterpolationMode.BICUBIC
 MIN_SCALE = 0.08
 
 
-def minimalist_min_scale(epoch: int, num_epochs: int, floor: float = MIN_SCALE) -> float:
-    """Convex schedule floor + (1 - floor)(1 - sqrt(1 - t^2)), t = epoch/(E-1); E=1 stays at t=0."""
+# LIFT-plus's `mda_func` s(t): the share of the way from the floor to 1 that the smallest crop area has gone at
+# t = epoch/(E-1); LIFT+ uses convex (small crops most of the time, the whole image at the end)
+MDA_SCHEDULES = {
+    "min": lambda t: 0.0,
+    "max": lambda t: 1.0,
+    "linear": lambda t: t,
+    "convex": lambda t: 1.0 - math.sqrt(1.0 - t * t),
+    "concave": lambda t: math.sqrt(1.0 - (1.0 - t) ** 2),
+}
+
+
+def minimalist_min_scale(epoch: int, num_epochs: int, schedule: str = "convex", floor: float = MIN_SCALE) -> float:
+    """floor + (1 - floor)·s(t), t = epoch/(E-1), s one of MDA_SCHEDULES; E=1 stays at t=0."""
+    if schedule not in MDA_SCHEDULES:
+        raise ValueError(f"unknown mda_func {schedule!r}; valid: {', '.join(MDA_SCHEDULES)}")
     t = epoch / max(num_epochs - 1, 1)
     if not 0.0 <= t <= 1.0:
         raise ValueError(f"epoch {epoch} outside 0..{num_epochs - 1}")
-    return floor + (1.0 - floor) * (1.0 - math.sqrt(1.0 - t * t))
+    return floor + (1.0 - floor) * MDA_SCHEDULES[schedule](t)
 
 
 class MinimalistCrop(torch.nn.Module):
     """LIFT+'s minimalist augmentation: a square random crop of area fraction U[min_scale, 1], no flip.
 
-    The area fraction is clipped to the largest square that fits; call `set_epoch` before each epoch.
+    The area fraction is clipped to the largest square that fits; `schedule` (an MDA_SCHEDULES name) moves
+    min_scale over the epochs; call `set_epoch` before each epoch.
     """
 
-    def __init__(self, size: int, num_epochs: int):
+    def __init__(self, size: int, num_epochs: int, schedule: str = "convex"):
         super().__init__()
+        minimalist_min_scale(0, num_epochs, schedule)  # an unknown schedule fails here, not in the first epoch
         self.size = size
         self.num_epochs = num_epochs
+        self.schedule = schedule
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -38,7 +54,7 @@ class MinimalistCrop(torch.nn.Module):
 
     @property
     def min_scale(self) -> float:
-        return minimalist_min_scale(self.epoch, self.num_epochs)
+        return minimalist_min_scale(self.epoch, self.num_epochs, self.schedule)
 
     def crop_params(self, height: int, width: int) -> tuple[int, int, int, int]:
         area = height * width
@@ -60,11 +76,11 @@ def _to_normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
     return [T.ToTensor(), T.Normalize(mean, std)]
 
 
-def train_transform(kind: str, size: int, num_epochs: int, mean, std) -> T.Compose:
-    """minimalist (LIFT+), rrc_flip (LIFT-plus `mda False`: bicubic RandomResizedCrop + flip), rrc_flip_bilinear
-    (the LIFT repository: torchvision's default bilinear), none (resize + centre crop)."""
+def train_transform(kind: str, size: int, num_epochs: int, mean, std, mda_func: str = "convex") -> T.Compose:
+    """minimalist (LIFT+, on the schedule `mda_func`), rrc_flip (LIFT-plus `mda False`: bicubic RandomResizedCrop
+    + flip), rrc_flip_bilinear (the LIFT repository: torchvision's default bilinear), none (resize + centre crop)."""
     if kind == "minimalist":
-        crop = [MinimalistCrop(size, num_epochs)]
+        crop = [MinimalistCrop(size, num_epochs, mda_func)]
     elif kind in ("rrc_flip", "rrc_flip_bilinear"):
         interpolation = BICUBIC if kind == "rrc_flip" else InterpolationMode.BILINEAR
         crop = [T.RandomResizedCrop(size, interpolation=interpolation), T.RandomHorizontalFlip()]
@@ -75,13 +91,20 @@ def train_transform(kind: str, size: int, num_epochs: int, mean, std) -> T.Compo
     return T.Compose(crop + _to_normalised_tensor(mean, std))
 
 
-def test_transform(size: int, mean, std, tte: bool = False) -> T.Compose:
-    """Plain: resize size*8/7 (256 for 224), centre crop. TTE: resize size+24/224·size (248), five crops stacked."""
+def resize_for_test(size: int, tte: bool, expand: int | None = None) -> int:
+    """LIFT-plus's test resize: size + expand pixels; unset, 24 with TTE (248 for 224), size // 7 without (256)."""
+    if expand is None:
+        expand = 24 if tte else size // 7
+    return size + expand
+
+
+def test_transform(size: int, mean, std, tte: bool = False, expand: int | None = None) -> T.Compose:
+    """Resize to `resize_for_test` (bicubic), then a centre crop, or with TTE the five crops stacked."""
+    resize = T.Resize(resize_for_test(size, tte, expand), interpolation=BICUBIC)
     if not tte:
-        return T.Compose([T.Resize(size + size // 7, interpolation=BICUBIC), T.CenterCrop(size)]
-                         + _to_normalised_tensor(mean, std))
+        return T.Compose([resize, T.CenterCrop(size)] + _to_normalised_tensor(mean, std))
     return T.Compose([
-        T.Resize(size + round(size * 24 / 224), interpolation=BICUBIC),
+        resize,
         T.FiveCrop(size),
         StackCrops(T.Compose(_to_normalised_tensor(mean, std))),
     ])

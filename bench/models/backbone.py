@@ -1,4 +1,5 @@
-"""CLIP backbones through open_clip: names, tags or local checkpoints; the D-dim CLS feature; text embeddings."""
+"""Backbones: CLIP models through open_clip (ViTs; ResNets wrapped in a Tower) and the reference's ImageNet models
+through timm (bench.models.timm_towers), by name, tag or local checkpoint; the D-dim feature; text embeddings."""
 from __future__ import annotations
 
 import hashlib
@@ -10,12 +11,16 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 from torch import nn
 
 from bench.registry import UnknownNameError
 
+from . import timm_towers
+from .timm_towers import IMAGENET_MODELS
+from .towers import ResNetTower, Tower, has_text_tower, is_resnet, tower_blocks
 from .word_tokenizer import WordTokenizer
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ DEMO_MODEL = "ltbench-demo"
 RANDOM_WEIGHTS = ("", "none", "random")
 BUNDLED = "bundled"
 PROMPT = "a photo of a {}."
-_ACTIVATION_NAMES = {QuickGELU: "quick_gelu", nn.GELU: "gelu"}
+_ACTIVATION_NAMES = {QuickGELU: "quick_gelu", nn.GELU: "gelu", nn.ReLU: "relu"}
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -36,11 +41,18 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def image_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The D-dim CLS token after `ln_post`, before `proj` (the feature of the references' classifiers)."""
+    """The feature of the references' classifiers: for open_clip's ViT the D-dim CLS token after `ln_post`,
+    before `proj`; for a Tower its own (a CLIP ResNet's attention-pool output, a timm model's pre-logits)."""
+    if isinstance(visual, Tower):
+        return visual(images)
     x = visual._embeds(images)
     x = visual.transformer(x)
     pooled, _ = visual._pool(x)
     return pooled
+
+
+def feature_dim(visual: nn.Module) -> int:
+    return visual.feature_dim if isinstance(visual, Tower) else visual.ln_post.normalized_shape[0]
 
 
 def input_size(visual: nn.Module) -> int:
@@ -54,11 +66,15 @@ def input_mean_std(visual: nn.Module) -> tuple[tuple[float, ...], tuple[float, .
             tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD))
 
 
-def _check_supported(visual: nn.Module, model_name: str) -> None:
+def _supported_tower(visual: nn.Module, model_name: str) -> nn.Module:
+    """open_clip's ViT as it is, its ModifiedResNet wrapped in a ResNetTower; other towers are refused."""
+    if isinstance(visual, ModifiedResNet):
+        return ResNetTower(model_name, visual, visual.output_dim, visual.image_size, *input_mean_std(visual), clip=True)
     needed = ("_embeds", "transformer", "_pool", "ln_post", "proj")
     if not all(hasattr(visual, n) for n in needed) or not hasattr(visual.transformer, "resblocks"):
-        raise ValueError(f"{model_name}: ltbench needs an open_clip VisionTransformer image tower "
-                         f"(ViT models such as ViT-B-16); this model's tower is {type(visual).__name__}")
+        raise ValueError(f"{model_name}: ltbench needs an open_clip VisionTransformer or ModifiedResNet image "
+                         f"tower (such as ViT-B-16 or RN50); this model's tower is {type(visual).__name__}")
+    return visual
 
 
 def _weights_help(model_name: str, tag: str) -> str:
@@ -127,12 +143,15 @@ def _activation_name(quick_gelu: bool) -> str:
 
 
 def activation_of(model: nn.Module) -> str:
-    """The MLP activation of a built image tower (or of the CLIP model holding it), for results to record what the
-    features went through: "quick_gelu", "gelu" or another activation's class name ('+'-joined if blocks differ)."""
+    """The MLP activation of a built image tower (or of the model holding it), for results to record what the
+    features went through: "quick_gelu", "gelu", "relu" (a ResNet's) or another activation's class name
+    ('+'-joined if blocks differ)."""
     visual = getattr(model, "visual", model)
-    names = {_ACTIVATION_NAMES.get(type(block.mlp.gelu), type(block.mlp.gelu).__name__)
-             for block in visual.transformer.resblocks}
-    return "+".join(sorted(names))
+    if is_resnet(visual):
+        activations = [visual.trunk.act1]
+    else:  # open_clip's MLP calls it gelu, timm's act
+        activations = [getattr(block.mlp, "gelu", None) or block.mlp.act for block in tower_blocks(visual)]
+    return "+".join(sorted({_ACTIVATION_NAMES.get(type(a), type(a).__name__) for a in activations}))
 
 
 def _create_model(model_name: str, pretrained: str | None, quick_gelu: bool) -> nn.Module:
@@ -142,11 +161,45 @@ def _create_model(model_name: str, pretrained: str | None, quick_gelu: bool) -> 
                                   quick_gelu=quick_gelu)
 
 
+def model_names() -> list[str]:
+    """Every model name ltbench accepts: open_clip's and the reference's ImageNet backbones."""
+    return open_clip.list_models() + list(IMAGENET_MODELS)
+
+
+def _create_imagenet(model_name: str, pretrained: str | None, quick_gelu: bool | None) -> nn.Module:
+    """An ImageNet backbone (timm), its weights chosen as for a CLIP model (`create_clip`)."""
+    if quick_gelu:
+        raise ValueError(f"--quick-gelu applies to open_clip models; {model_name} is a timm model: drop it")
+    tag = (pretrained or "").strip()
+    path = Path(tag).expanduser()
+    if tag.lower() in RANDOM_WEIGHTS:
+        return timm_towers.build(model_name)
+    if path.is_file():
+        try:
+            return timm_towers.build(model_name, file=str(path))
+        except Exception as exc:
+            raise WeightsUnavailableError(f"cannot load checkpoint {path} into {model_name}: {exc}") from exc
+    tags = timm_towers.weights_tags(model_name)
+    tag = timm_towers.resolved_tag(model_name, tag)
+    if tag not in tags:
+        raise WeightsUnavailableError(
+            f"{pretrained!r} is neither a timm weights tag of {model_name} nor an existing file; tags: "
+            f"{', '.join(tags)} ({', '.join(timm_towers.REFERENCE_ALIASES)}: the reference's, "
+            f"{IMAGENET_MODELS[model_name].tag}); or give a checkpoint path, or 'none'")
+    try:
+        return timm_towers.build(model_name, tag=tag)
+    except Exception as exc:  # the hub's errors differ offline, without network, with a partial cache
+        raise WeightsUnavailableError(timm_towers.weights_help(model_name, tag)) from exc
+
+
 def create_clip(model_name: str, pretrained: str | None, quick_gelu: bool | None = None) -> nn.Module:
-    """An fp32 open_clip CLIP model on CPU in eval mode with the activation of `uses_quick_gelu`; clear errors for
-    unknown names and missing weights."""
+    """An fp32 open_clip CLIP model on CPU in eval mode with the activation of `uses_quick_gelu`, its image tower
+    supported by ltbench (`visual`: a ViT as it is, a ResNet as a ResNetTower); for an ImageNet backbone a model
+    with only `visual`. Clear errors for unknown names and missing weights."""
+    if model_name in IMAGENET_MODELS:
+        return _create_imagenet(model_name, pretrained, quick_gelu).float().eval()
     if model_name not in open_clip.list_models():
-        raise UnknownNameError("model", model_name, open_clip.list_models())
+        raise UnknownNameError("model", model_name, model_names())
     quick = uses_quick_gelu(model_name, pretrained, quick_gelu)
     tag = (pretrained or "").strip()
     if tag.lower() in RANDOM_WEIGHTS:
@@ -155,7 +208,7 @@ def create_clip(model_name: str, pretrained: str | None, quick_gelu: bool | None
         model = _load_bundled(model_name, quick)
     elif Path(tag).expanduser().is_file():
         path = str(Path(tag).expanduser())
-        if quick_gelu is None and not quick and model_name.startswith("ViT"):
+        if quick_gelu is None and not quick and model_name.startswith(("ViT", "RN")):
             log.warning("loading %s from a file with exact GELU: if these are OpenAI weights (trained with "
                         "QuickGELU) add --quick-gelu, otherwise accuracy silently drops; --no-quick-gelu "
                         "silences this", model_name)
@@ -173,7 +226,7 @@ def create_clip(model_name: str, pretrained: str | None, quick_gelu: bool | None
             model = _create_model(model_name, tag, quick)
         except RuntimeError as exc:
             raise WeightsUnavailableError(_weights_help(model_name, tag)) from exc
-    _check_supported(model.visual, model_name)
+    model.visual = _supported_tower(model.visual, model_name)
     return model.float().eval()
 
 
@@ -189,24 +242,39 @@ def class_text_embeddings(clip_model: nn.Module, model_name: str, classnames: li
     return torch.cat(chunks)
 
 
+def needs_text_tower(what: str, model_name: str, fix: str) -> str:
+    """The message refusing `what` on a model without a text tower."""
+    return f"{what} needs a CLIP text tower, and {model_name} (an ImageNet backbone) has none: {fix}"
+
+
 @dataclass
 class Backbone:
     """What regimes build on: the image tower, and the frozen pieces of the text side they may need."""
 
     name: str
     visual: nn.Module
-    text_embeddings: torch.Tensor  # K×E, t_k @ W_text_proj
-    logit_scale: float  # exp(logit_scale) of the CLIP model
+    text_embeddings: torch.Tensor | None  # K×E, t_k @ W_text_proj; None: no text tower (ImageNet backbones)
+    logit_scale: float | None  # exp(logit_scale) of the CLIP model
 
     @property
     def feature_dim(self) -> int:
-        return self.visual.ln_post.normalized_shape[0]
+        return feature_dim(self.visual)
+
+    @property
+    def image_projection(self) -> torch.Tensor:
+        """D×E: the feature into the text's space; a CLIP ResNet's attention pool already projects (identity)."""
+        if isinstance(self.visual, Tower):
+            return torch.eye(self.feature_dim)
+        return self.visual.proj.detach().float()
 
     def semantic_weights(self) -> torch.Tensor:
-        """LIFT+ semantic-aware init: w_k = normalize(normalize(t_k W_text) W_img^T), a K×D matrix."""
-        proj = self.visual.proj.detach().float()
-        return F.normalize(F.normalize(self.text_embeddings, dim=-1) @ proj.T.to(self.text_embeddings.device),
-                           dim=-1)
+        """LIFT+ semantic-aware init: w_k = normalize(normalize(t_k W_text) W_img^T), a K×D matrix (a CLIP ResNet:
+        normalize(t_k W_text))."""
+        if self.text_embeddings is None:
+            raise ValueError(needs_text_tower("classifier_init=semantic", self.name,
+                                              "use classifier_init=class_mean, the reference's init for it"))
+        proj = self.image_projection.to(self.text_embeddings.device)
+        return F.normalize(F.normalize(self.text_embeddings, dim=-1) @ proj.T, dim=-1)
 
 
 def weights_identity(model_name: str, pretrained: str | None, seed: int, quick_gelu: bool | None = None) -> str:
@@ -225,14 +293,17 @@ def _weights_source(model_name: str, pretrained: str | None, seed: int) -> str:
     if path.is_file():
         stat = path.stat()
         return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    return f"tag:{tag}"
+    return f"tag:{timm_towers.resolved_tag(model_name, tag) if model_name in IMAGENET_MODELS else tag}"
 
 
 def cached_text_embeddings(clip_model: nn.Module, model_name: str, pretrained: str | None, classnames: list[str],
                            device: torch.device | str = "cpu", cache=None, seed: int = 0,
-                           quick_gelu: bool | None = None) -> torch.Tensor:
+                           quick_gelu: bool | None = None) -> torch.Tensor | None:
     """`class_text_embeddings` on the CPU, read from `cache` (a DiskCache) when it has them; `quick_gelu` is the
-    one `clip_model` was created with."""
+    one `clip_model` was created with. None for a model without a text tower."""
+    if not has_text_tower(clip_model.visual):
+        return None
+
     def compute() -> torch.Tensor:
         return class_text_embeddings(clip_model, model_name, classnames, device).cpu()
 
@@ -250,4 +321,5 @@ def load_backbone(model_name: str, pretrained: str | None, classnames: list[str]
     activation of `uses_quick_gelu`."""
     clip_model = create_clip(model_name, pretrained, quick_gelu)
     text = cached_text_embeddings(clip_model, model_name, pretrained, classnames, device, cache, seed, quick_gelu)
-    return Backbone(model_name, clip_model.visual.cpu(), text, float(clip_model.logit_scale.exp().item()))
+    scale = float(clip_model.logit_scale.exp().item()) if text is not None else None
+    return Backbone(model_name, clip_model.visual.cpu(), text, scale)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone, image_features
-from .tunable_block import TunableBlock
+from .sites import Attachable
 
 
 class LinearClassifier(nn.Linear):
@@ -31,6 +31,23 @@ class CosineClassifier(LinearClassifier):
         return F.linear(self.scale * F.normalize(features, dim=-1), F.normalize(self.weight, dim=-1))
 
 
+class L2NormClassifier(LinearClassifier):
+    """z_k = f · w_k / |w_k|: unit-norm class weights on the raw feature, no scale, no bias (LIFT-plus)."""
+
+    def __init__(self, feature_dim: int, num_classes: int):
+        super().__init__(feature_dim, num_classes, bias=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.linear(features, F.normalize(self.weight, dim=-1))
+
+
+class LayerNormClassifier(L2NormClassifier):
+    """z_k = LN(f) · w_k / |w_k| with a LayerNorm of no affine parameters and eps 1e-12 (LIFT-plus)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.layer_norm(features, features.shape[-1:], eps=1e-12))
+
+
 class ZeroShotHead(nn.Module):
     """CLIP zero-shot: exp(logit_scale) · cos(f W_img, t_k W_text); nothing in it trains."""
 
@@ -45,22 +62,26 @@ class ZeroShotHead(nn.Module):
         return self.logit_scale * image @ self.text.to(image.dtype).T
 
 
+HEADS = {"cosine": CosineClassifier, "linear": LinearClassifier, "l2norm": L2NormClassifier,
+         "layernorm": LayerNormClassifier}
+INITS = ("semantic", "random", "class_mean", "linear_probing")
+IMAGE_INITS = ("class_mean", "linear_probing")  # from training images: bench.models.head_init, after build
+
+
 def make_classifier(kind: str, init: str, backbone: Backbone, num_classes: int, scale: float) -> nn.Module:
-    """A cosine or linear classifier initialised from text (semantic) or at random."""
+    """A head of `kind` initialised from text (semantic) or at random; the image-feature inits start random and
+    are overwritten by `bench.models.head_init.initialise_head` once the regime's modules are attached."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown classifier {kind!r}; valid: {', '.join(HEADS)}")
+    if init not in INITS:
+        raise ValueError(f"unknown classifier init {init!r}; valid: {', '.join(INITS)}")
     dim = backbone.feature_dim
-    if kind == "cosine":
-        head = CosineClassifier(dim, num_classes, scale)
-    elif kind == "linear":
-        head = LinearClassifier(dim, num_classes)
-    else:
-        raise ValueError(f"unknown classifier {kind!r}; valid: cosine, linear")
+    head = HEADS[kind](dim, num_classes, scale) if kind == "cosine" else HEADS[kind](dim, num_classes)
     if init == "semantic":
         with torch.no_grad():
             head.weight.copy_(backbone.semantic_weights())
-            if getattr(head, "bias", None) is not None:
+            if head.bias is not None:
                 head.bias.zero_()
-    elif init != "random":
-        raise ValueError(f"unknown classifier init {init!r}; valid: semantic, random")
     return head
 
 
@@ -79,11 +100,12 @@ class LongTailModel(nn.Module):
         return self.head(self.features(images))
 
     def train(self, mode: bool = True) -> "LongTailModel":
-        """The frozen tower stays in eval mode; injected modules (their dropout, if any) follow `mode`."""
+        """The tower stays in eval mode, a ResNet's BatchNorm too: its running statistics never change, even when
+        full fine-tuning trains its affine parameters (LIFT-plus); injected modules (their dropout) follow `mode`."""
         super().train(mode)
         self.visual.eval()
         for module in self.visual.modules():
-            if isinstance(module, TunableBlock):
+            if isinstance(module, Attachable):
                 module.tuners.train(mode)
         return self
 

@@ -1,10 +1,11 @@
-"""A transformer block with named injection sites, built around an open_clip block's own tensors.
+"""A transformer block with named injection sites, built around an open_clip or timm block's own tensors.
 
-open_clip's `ResidualAttentionBlock` calls `nn.MultiheadAttention`, which gives no access to q and v, and has
-no place for a branch parallel to the MLP. `TunableBlock` recomputes the same function from the block's
-weights, found by name (`ln_1`, `attn.in_proj_weight`/`in_proj_bias`, `attn.out_proj`, `ln_2`,
-`mlp.c_fc`/`mlp.c_proj`), so it keeps working if open_clip swaps the attention class, and the state-dict names
-of the frozen tensors do not change.
+open_clip's `ResidualAttentionBlock` calls `nn.MultiheadAttention`, which gives no access to q and v, and
+neither library's block has a place for a branch parallel to the MLP. `TunableBlock` recomputes the same
+function from the block's weights, found by name (`Layout`: open_clip's `ln_1`, `attn.in_proj_weight`/
+`in_proj_bias`, `attn.out_proj`, `ln_2`, `mlp.c_fc`/`mlp.c_proj`; timm's `norm1`, `attn.qkv`, `attn.proj`,
+`norm2`, `mlp.fc1`/`mlp.fc2`, `ls1`/`ls2`), so it keeps working if open_clip swaps the attention class, and
+the state-dict names of the frozen tensors do not change.
 
 A regime puts a module at one of a fixed set of sites with `block.attach(site, module)` (it lives in
 `block.tuners[site]`); an unknown or already taken site is a ValueError. The sites (`SITES`):
@@ -17,20 +18,59 @@ A regime puts a module at one of a fixed set of sites with `block.attach(site, m
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sites import Attachable, Sites
+from .towers import Tower, is_resnet, tower_blocks
+
 SITES = ("qkv", "q", "v", "attn_out", "mlp_in", "mlp_out", "parallel", "tokens")
 
 
-class Sites(nn.ModuleDict):
-    """The modules attached to a block, keyed by site; a key that is not a site is a ValueError."""
+@dataclass(frozen=True)
+class Layout:
+    """The attribute names of one library's pre-norm ViT block: its own, then attn's and mlp's."""
 
-    def __setitem__(self, site: str, module: nn.Module) -> None:
-        if site not in SITES:
-            raise ValueError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
-        super().__setitem__(site, module)
+    norm_1: str
+    scale_1: str
+    norm_2: str
+    scale_2: str
+    attn_out: str  # on attn: the output projection
+    mlp_in: str  # on mlp
+    act: str
+    mlp_out: str
+
+
+OPEN_CLIP = Layout("ln_1", "ls_1", "ln_2", "ls_2", "out_proj", "c_fc", "gelu", "c_proj")
+TIMM = Layout("norm1", "ls1", "norm2", "ls2", "proj", "fc1", "act", "fc2")
+
+
+def layout_of(block: nn.Module) -> Layout:
+    return TIMM if hasattr(block, "norm1") else OPEN_CLIP
+
+
+def projections(block: nn.Module) -> dict[str, tuple[nn.Module, str, str]]:
+    """(owner, weight name, bias name) of the qkv, attention-out, MLP-in and MLP-out projections of an open_clip
+    or timm block, plain or tunable, keyed by the site that follows each."""
+    layout, attn, mlp = layout_of(block), block.attn, block.mlp
+    qkv = (attn.qkv, "weight", "bias") if layout is TIMM else (attn, "in_proj_weight", "in_proj_bias")
+    return {"qkv": qkv, "attn_out": (getattr(attn, layout.attn_out), "weight", "bias"),
+            "mlp_in": (getattr(mlp, layout.mlp_in), "weight", "bias"),
+            "mlp_out": (getattr(mlp, layout.mlp_out), "weight", "bias")}
+
+
+def _check_plain_timm_block(block: nn.Module) -> None:
+    """TunableBlock recomputes timm's plain ViT Block only: no qk-norm, attention norm or gate, a plain MLP."""
+    attn, mlp = block.attn, block.mlp
+    extras = [f"attn.{n}" for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n), nn.Identity)]
+    extras += ["attn.gate"] if getattr(attn, "gate", None) is not None else []
+    extras += ["mlp.norm"] if not isinstance(getattr(mlp, "norm", nn.Identity()), nn.Identity) else []
+    if extras or not hasattr(attn, "qkv") or not hasattr(mlp, "fc1"):
+        raise ValueError(f"ltbench's TunableBlock takes timm's plain ViT Block (fused qkv, fc1-act-fc2 MLP); this "
+                         f"{type(block).__name__} has {', '.join(extras) or 'another attention or MLP'}")
 
 
 class Residual(nn.Module):
@@ -44,37 +84,34 @@ class Residual(nn.Module):
         return x + self.branch(x)
 
 
-class TunableBlock(nn.Module):
+class TunableBlock(Attachable):
     def __init__(self, block: nn.Module, batch_first: bool, num_tokens: int):
         super().__init__()
-        for name in ("ln_1", "attn", "ls_1", "ln_2", "mlp", "ls_2"):
+        self.layout = layout = layout_of(block)
+        if layout is TIMM:
+            _check_plain_timm_block(block)
+        for name in (layout.norm_1, "attn", layout.scale_1, layout.norm_2, "mlp", layout.scale_2):
             setattr(self, name, getattr(block, name))
         self.batch_first = batch_first
         self.num_tokens = num_tokens  # CLS + patches: the tokens that are not prompts
-        self.tuners = Sites()
+        self.tuners = Sites(SITES)
+
+    def _part(self, role: str) -> nn.Module:
+        return getattr(self, getattr(self.layout, role))
 
     @property
     def width(self) -> int:
-        return self.ln_1.normalized_shape[0]
+        return self._part("norm_1").normalized_shape[0]
 
-    def attach(self, site: str, module: nn.Module) -> nn.Module:
-        """Put `module` at `site` (one of SITES) and return it; the site must be free."""
-        if site not in SITES:
-            raise ValueError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
-        if site in self.tuners:
-            raise ValueError(f"site {site!r} is already taken by {type(self.tuners[site]).__name__}; "
-                             f"valid sites: {', '.join(SITES)}; free: "
-                             f"{', '.join(s for s in SITES if s not in self.tuners) or 'none'}")
-        self.tuners[site] = module
-        return module
-
-    def _transform(self, site: str, x: torch.Tensor) -> torch.Tensor:
-        return self.tuners[site](x) if site in self.tuners else x
+    @property
+    def mlp_width(self) -> int:
+        return getattr(self.mlp, self.layout.mlp_in).out_features
 
     def _attention(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, width = x.shape
         heads = self.attn.num_heads
-        qkv = self._transform("qkv", F.linear(x, self.attn.in_proj_weight, self.attn.in_proj_bias))
+        owner, weight, bias = projections(self)["qkv"]
+        qkv = self._transform("qkv", F.linear(x, getattr(owner, weight), getattr(owner, bias)))
         q, k, v = qkv.chunk(3, dim=-1)
         if "q" in self.tuners:
             q = q + self.tuners["q"](x)
@@ -85,11 +122,12 @@ class TunableBlock(nn.Module):
             attn_mask = attn_mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         out = out.transpose(1, 2).reshape(batch, length, width)
-        return self._transform("attn_out", self.attn.out_proj(out))
+        return self._transform("attn_out", getattr(self.attn, self.layout.attn_out)(out))
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._transform("mlp_in", self.mlp.c_fc(x))
-        return self._transform("mlp_out", self.mlp.c_proj(self.mlp.gelu(h)))
+        mlp, layout = self.mlp, self.layout
+        h = self._transform("mlp_in", getattr(mlp, layout.mlp_in)(x))
+        return self._transform("mlp_out", getattr(mlp, layout.mlp_out)(getattr(mlp, layout.act)(h)))
 
     def _insert_tokens(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.tuners["tokens"](x)
@@ -99,19 +137,24 @@ class TunableBlock(nn.Module):
         x = q_x if self.batch_first else q_x.transpose(0, 1)
         if "tokens" in self.tuners:
             x = self._insert_tokens(x)
-        x = x + self.ls_1(self._attention(self.ln_1(x), attn_mask))
-        out = x + self.ls_2(self._mlp(self.ln_2(x)))
+        x = x + self._part("scale_1")(self._attention(self._part("norm_1")(x), attn_mask))
+        out = x + self._part("scale_2")(self._mlp(self._part("norm_2")(x)))
         if "parallel" in self.tuners:
             out = out + self.tuners["parallel"](x)
         return out if self.batch_first else out.transpose(0, 1)
 
 
 def tunable_blocks(visual: nn.Module) -> list[TunableBlock]:
-    """Replace the tower's blocks by TunableBlocks (once) and return them, first to last."""
-    transformer = visual.transformer
-    blocks = transformer.resblocks
-    num_tokens = visual.positional_embedding.shape[0]
+    """Replace the ViT tower's blocks by TunableBlocks (once) and return them, first to last."""
+    if is_resnet(visual):
+        raise ValueError(f"{visual.name} is a ResNet: it has no transformer blocks to attach modules to")
+    if isinstance(visual, Tower):  # timm's ViT
+        batch_first, num_tokens = True, visual.num_tokens
+    else:
+        batch_first = getattr(visual.transformer, "batch_first", True)
+        num_tokens = visual.positional_embedding.shape[0]
+    blocks = tower_blocks(visual)
     for i, block in enumerate(blocks):
         if not isinstance(block, TunableBlock):
-            blocks[i] = TunableBlock(block, getattr(transformer, "batch_first", True), num_tokens)
+            blocks[i] = TunableBlock(block, batch_first, num_tokens)
     return list(blocks)

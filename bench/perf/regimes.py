@@ -124,7 +124,7 @@ def measure_regime(config: PerfConfig, regime_name: str, setting: Setting, data:
     trainable = [p for _, p in model.trainable_parameters()]
     if regime.trains and trainable:
         optimiser = make_optimiser(trainable, recipe, device, setting.kernel)
-        criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+        criterion = make_loss(recipe, data.train_class_counts).to(device)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         model.train()
 
@@ -164,7 +164,7 @@ def cached_probe_epoch(config: PerfConfig, data: LongTailData, clip, device: tor
     features = torch.randn(n, dim, device=device)
     labels = torch.randint(0, data.num_classes, (n,), device=device)
     optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)
-    criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+    criterion = make_loss(recipe, data.train_class_counts).to(device)
     autocast = autocast_factory(device, precision)
 
     def epoch():

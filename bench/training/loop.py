@@ -48,7 +48,8 @@ def _training_batches(model, data, recipe, ctx: JobContext):
                             shuffle=True, generator=generator)
         return model.head, loader, None
     mean, std = input_mean_std(model.visual)
-    transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std)
+    transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std,
+                                recipe.mda_func)
     loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=ctx.job.seed,
                          workers=ctx.workers, pin_memory=ctx.device.type == "cuda")
     return model, loader, transform
@@ -59,7 +60,7 @@ def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None
     job, device, precision = ctx.job, ctx.device, ctx.precision
     optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
-    criterion = make_loss(recipe.loss, data.train_class_counts, recipe.la_tau).to(device)
+    criterion = make_loss(recipe, data.train_class_counts).to(device)
     network, loader, transform = _training_batches(model, data, recipe, ctx)
     micro = job.runtime.micro_batch_size or recipe.batch_size
     autocast = autocast_factory(device, precision)

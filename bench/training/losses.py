@@ -1,5 +1,14 @@
-"""Losses: plain cross-entropy and logit-adjusted cross-entropy CE(z + tau·log pi, y)."""
+"""The long-tail losses of LIFT-plus (utils/losses.py), chosen by `Recipe.loss`; each reads its own settings.
+
+Built from the training class counts n_c (prior pi_c = n_c / sum n). Training only: the test scores raw logits.
+No DRW and no re-sampling, as in both references. With `--micro-batch-size` each micro-batch is one call, as
+LIFT-plus's `accum_step` does: cb and grw then normalise by each micro-batch's weights, lade estimates per
+micro-batch.
+"""
 from __future__ import annotations
+
+import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -7,24 +16,122 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _counts(class_counts: np.ndarray, needs: str) -> torch.Tensor:
+    """The counts as float32; `needs` names the term that is undefined for an empty class."""
+    counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float32)
+    if counts.ndim != 1 or not len(counts):
+        raise ValueError(f"class counts must be a non-empty 1-D array, got shape {tuple(counts.shape)}")
+    empty = torch.nonzero(counts <= 0).flatten().tolist()
+    if empty:
+        raise ValueError(f"{needs} needs at least one training image per class; class(es) {empty[:10]} have "
+                         f"none: train with loss ce or focal, or on a split where every class has images")
+    return counts
+
+
+def _log_prior(counts: torch.Tensor) -> torch.Tensor:
+    return torch.log(counts / counts.sum())
+
+
 class LogitAdjustedLoss(nn.Module):
-    """Menon et al.'s logit adjustment with the training class frequencies pi; the test uses raw logits."""
+    """Menon et al.'s CE(z + tau·log pi, y); tau = 1 is Ren et al.'s balanced softmax (`bs`)."""
 
     def __init__(self, class_counts: np.ndarray, tau: float = 1.0):
         super().__init__()
-        counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float32)
-        if (counts <= 0).any():
-            raise ValueError("logit adjustment needs at least one training image per class")
-        self.register_buffer("log_prior", torch.log(counts / counts.sum()))
+        self.register_buffer("log_prior", _log_prior(_counts(class_counts, "logit adjustment (log pi)")))
         self.tau = tau
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits + self.tau * self.log_prior.to(logits.dtype), labels)
 
 
-def make_loss(name: str, class_counts: np.ndarray, tau: float = 1.0) -> nn.Module:
-    if name == "la":
-        return LogitAdjustedLoss(class_counts, tau)
-    if name == "ce":
-        return nn.CrossEntropyLoss()
-    raise ValueError(f"unknown loss {name!r}; valid: la, ce")
+class FocalLoss(nn.Module):
+    """Lin et al.'s mean (1 - p_y)^gamma · CE, without the alpha weights (LIFT-plus passes none)."""
+
+    def __init__(self, gamma: float = 2.0):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        return ((1 - torch.exp(-ce)) ** self.gamma * ce).mean()
+
+
+class LDAMLoss(nn.Module):
+    """Cao et al.'s CE on z with s·m_y taken off the target logit, m_c ∝ n_c^(-1/4), largest = max_margin.
+    s is the classifier scale: the logits are already scaled, so only the margin is (LIFT-plus trainer.py)."""
+
+    def __init__(self, class_counts: np.ndarray, max_margin: float = 0.5, scale: float = 25.0):
+        super().__init__()
+        margins = _counts(class_counts, "LDAM's margin n^(-1/4)") ** -0.25
+        self.register_buffer("margins", margins * (max_margin / margins.max()))
+        self.scale = scale
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        shift = self.scale * self.margins.to(logits.dtype)[labels]
+        return F.cross_entropy(logits - F.one_hot(labels, logits.shape[1]).to(logits.dtype) * shift[:, None], labels)
+
+
+class WeightedCrossEntropy(nn.Module):
+    """Softmax CE weighted per class, PyTorch's mean sum(w_y·CE) / sum(w_y): the base of cb and grw."""
+
+    def __init__(self, weights: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weights", weights.float())
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, weight=self.weights)
+
+
+def class_balanced_weights(class_counts: np.ndarray, beta: float = 0.9999) -> torch.Tensor:
+    """Cui et al.'s (1 - beta) / (1 - beta^n_c), mean 1; in float64, where 1 - beta^n keeps its digits."""
+    counts = _counts(class_counts, "the class-balanced weight 1/(1 - beta^n)").double()
+    weights = (1 - beta) / (1 - beta ** counts)
+    return weights / weights.mean()
+
+
+def generalized_reweighting_weights(class_counts: np.ndarray, exponent: float = 1.0) -> torch.Tensor:
+    """Zhang et al.'s 1 / pi_c^e, mean 1."""
+    counts = _counts(class_counts, "the re-weighting 1/pi^e").double()
+    weights = (counts / counts.sum()) ** -exponent
+    return weights / weights.mean()
+
+
+class LADELoss(nn.Module):
+    """Hong et al.'s balanced-softmax CE + weight · (-sum_c pi_c · regularised MINE bound of class c), the bound
+    estimated on the batch (classes absent from it keep the log-sum-exp term), as LIFT-plus codes it."""
+
+    def __init__(self, class_counts: np.ndarray, lam: float = 0.1, weight: float = 0.1):
+        super().__init__()
+        prior = _counts(class_counts, "LADE (log pi)")
+        prior = prior / prior.sum()
+        self.register_buffer("prior", prior)
+        # log(pi + 1e-9) and log(1/K + 1e-9): the reference's epsilons, kept for the same numbers
+        self.register_buffer("to_balanced", math.log(1 / len(prior) + 1e-9) - torch.log(prior + 1e-9))
+        self.lam, self.weight = lam, weight
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits + torch.log(self.prior), labels)
+        onehot = F.one_hot(labels, len(self.prior)).to(logits.dtype)  # N x C
+        first = (logits * onehot).sum(0) / (onehot.sum(0) + 1e-8)
+        second = torch.logsumexp(logits + self.to_balanced, dim=0) - math.log(len(labels))
+        bound = first - second - self.lam * second ** 2
+        return ce + self.weight * -(bound * self.prior).sum()
+
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {  # (recipe, class counts) -> loss
+    "la": lambda recipe, counts: LogitAdjustedLoss(counts, recipe.la_tau),
+    "ce": lambda recipe, counts: nn.CrossEntropyLoss(),
+    "focal": lambda recipe, counts: FocalLoss(recipe.focal_gamma),
+    "ldam": lambda recipe, counts: LDAMLoss(counts, recipe.ldam_max_margin, recipe.classifier_scale),
+    "cb": lambda recipe, counts: WeightedCrossEntropy(class_balanced_weights(counts, recipe.cb_beta)),
+    "grw": lambda recipe, counts: WeightedCrossEntropy(generalized_reweighting_weights(counts, recipe.grw_exponent)),
+    "bs": lambda recipe, counts: LogitAdjustedLoss(counts, 1.0),
+    "lade": lambda recipe, counts: LADELoss(counts, recipe.lade_lambda, recipe.lade_weight),
+}
+
+
+def make_loss(recipe, class_counts: np.ndarray) -> nn.Module:
+    """The training loss `recipe.loss`, built from the training class counts and its own recipe settings."""
+    if recipe.loss not in LOSSES:
+        raise ValueError(f"unknown loss {recipe.loss!r}; valid: {', '.join(LOSSES)}")
+    return LOSSES[recipe.loss](recipe, class_counts)

@@ -5,6 +5,8 @@ from PIL import Image
 
 from bench.data.transforms import MinimalistCrop, minimalist_min_scale, train_transform
 from bench.data.transforms import test_transform as eval_transform
+from bench.models import load_backbone
+from tests.conftest import make_job
 
 MEAN = STD = (0.5, 0.5, 0.5)
 
@@ -12,6 +14,52 @@ MEAN = STD = (0.5, 0.5, 0.5)
 def test_minimalist_schedule_matches_reference():
     assert [round(minimalist_min_scale(e, 5), 3) for e in range(5)] == [0.08, 0.109, 0.203, 0.391, 1.0]
     assert minimalist_min_scale(0, 1) == pytest.approx(0.08)  # E=1 must not divide by zero
+
+
+@pytest.mark.parametrize("schedule, epochs, values", [  # LIFT-plus's values (spec §5)
+    ("convex", 5, [0.08, 0.109, 0.203, 0.391, 1.0]),
+    ("linear", 5, [0.08, 0.31, 0.54, 0.77, 1.0]),
+    ("concave", 5, [0.08, 0.689, 0.877, 0.971, 1.0]),
+    ("min", 5, [0.08] * 5),
+    ("max", 5, [1.0] * 5),
+    ("convex", 15, [0.08, 0.082, 0.089, 0.101, 0.118, 0.141, 0.169, 0.203, 0.245, 0.295, 0.356, 0.431, 0.526,
+                    0.659, 1.0]),
+])
+def test_mda_schedules_match_lift_plus(schedule, epochs, values):
+    assert [round(minimalist_min_scale(e, epochs, schedule), 3) for e in range(epochs)] == values
+    assert minimalist_min_scale(0, 1, schedule) == values[0]  # E=1: t = 0, no division by zero
+
+
+def test_unknown_mda_schedule_is_refused():
+    with pytest.raises(ValueError, match="unknown mda_func 'cubic'; valid: min, max, linear, convex, concave"):
+        train_transform("minimalist", 32, 5, MEAN, STD, "cubic")
+
+
+def test_the_recipe_mda_func_and_expand_reach_the_transforms(monkeypatch):
+    from bench import features
+    from bench.data import build_dataset
+    from bench.training.context import JobContext
+    from bench.training.loop import _training_batches
+    from regimes import get_regime
+
+    job = make_job("lift_plus", mda_func="concave", expand=8)
+    data = build_dataset(job.dataset_config, "unused")
+    torch.manual_seed(0)
+    model = get_regime("lift_plus").build(load_backbone("ltbench-tiny", "none", data.classnames), data, job.recipe)
+    ctx = JobContext.create(job)
+    crop = _training_batches(model, data, job.recipe, ctx)[2].transforms[0]
+    crop.set_epoch(1)
+    assert crop.min_scale == minimalist_min_scale(1, job.recipe.epochs, "concave")
+    loaders = []
+    make_loader = features.make_loader
+    monkeypatch.setattr(features, "make_loader", lambda source, transform, *a, **k: loaders.append(transform)
+                        or make_loader(source, transform, *a, **k))
+    for view in ("tte", "test"):
+        features.features(model, data, "test", view, ctx)
+    assert [t.transforms[0].size for t in loaders] == [32 + 8, 32 + 8]
+    key = features.features_key(ctx, data, "test", "tte", 32)
+    assert key["resize"] == 40 and features.features_key(JobContext.create(make_job("lift_plus")), data, "test",
+                                                         "tte", 32)["resize"] == 32 + 24
 
 
 def test_minimalist_crops_are_square_and_within_scale():
@@ -37,6 +85,16 @@ def test_minimalist_never_flips():
     crop.crop_params = lambda h, w: (0, 0, 64, 64)
     out = transform(image)
     assert out[0, :, :16].mean() > out[0, :, -16:].mean()
+
+
+@pytest.mark.parametrize("size, tte, expand, side", [
+    (224, True, None, 248), (224, False, None, 256),  # the papers' 248 / 256
+    (336, True, None, 360), (336, False, None, 384),  # LIFT-plus: +24 absolute with TTE, size // 7 without
+    (32, True, None, 56), (32, False, None, 36),
+    (224, True, 0, 224), (224, False, 16, 240), (32, True, 8, 40),
+])
+def test_test_resize_is_size_plus_expand(size, tte, expand, side):
+    assert eval_transform(size, MEAN, STD, tte=tte, expand=expand).transforms[0].size == side
 
 
 def test_tte_five_crops_from_248_and_plain_from_256():

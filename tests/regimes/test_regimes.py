@@ -14,6 +14,7 @@ from bench.overrides import OverrideError, apply_overrides
 from bench.training import Runtime
 from bench.training.engine import train
 from regimes import REGIMES, get_regime
+from regimes.base import selected_blocks
 from tests.conftest import make_job
 
 BLOCK = r"visual\.transformer\.resblocks\.\d+\."
@@ -301,3 +302,80 @@ def test_every_block_attends_through_fused_attention_in_forward_and_backward(nam
     if logits.requires_grad:  # zero-shot trains nothing
         logits.sum().backward()
     assert len(calls) == len(model.visual.transformer.resblocks)
+
+
+# layer choice: (regime, layers) -> (the tuned blocks, trainable entries besides the head, resolved sizes), by hand
+# on the tiny model; automatic sizes count the chosen blocks only (LIFT-plus `len(layers)`)
+BLOCK_ENTRIES = 4 * D ** 2 + 4 * D + 2 * 512 * D + 512 + D  # attention and MLP weights and biases of one block
+LAYERS = {
+    ("full", 2): ({2, 3}, 2 * (12 * D ** 2 + 13 * D), {}),
+    ("bitfit", (0, 3)): ({0, 3}, 2 * 11 * D, {}),
+    ("ln_tuning", 1): ({3}, 4 * D, {}),
+    ("ssf", (1,)): ({1}, 2 * (3 * D + D + 512 + D), {}),
+    ("lora", 1): ({3}, 2 * 2 * D * 4, {"rank": 4}),  # 2^floor(log2(20/(4·1)))
+    ("adapter", 2): ({2, 3}, 2 * (2 * D + (D * 4 + 4) + (4 * D + D)), {"bottleneck": 4}),  # 2^floor(log2(20/4))
+    ("adaptformer", (2, 0)): ({0, 2}, 2 * (2 * D + (D * 4 + 4) + (4 * D + D) + 1), {"bottleneck": 4}),
+    ("lift_plus", 1): ({3}, 2 * D + (D * 8 + 8) + (8 * D + D) + 1, {"bottleneck": 8}),  # 2^floor(log2(20/2))
+    ("vpt", 2): ({2, 3}, 2 * 8 * D, {"length": 8}),  # 2^floor(log2(20/2)) tokens per prompted block
+    # K·D of one block's 197,760 entries, each tensor rounded down: 636+4+212+1+848+6+848+1
+    ("sparse", 1): ({3}, 2556, {"fraction": K * D / BLOCK_ENTRIES}),
+    ("lora", 0): (set(), 0, {}),  # no block: the classifier only, nothing to size
+}
+
+
+def _tuned(model) -> set:
+    return {int(n.split(".")[3]) for n, _ in model.trainable_parameters() if n.startswith("visual.")}
+
+
+@pytest.mark.parametrize("name, layers", sorted(LAYERS, key=str))
+def test_layers_choose_the_tuned_blocks_and_the_automatic_sizes(name, layers, synthetic):
+    blocks, count, resolved = LAYERS[name, layers]
+    regime = get_regime(name)
+    recipe = dataclasses.replace(regime.recipe, layers=layers)
+    _, model = _build(name, synthetic, recipe)
+    assert _tuned(model) == blocks
+    assert sum(p.numel() for n, p in model.trainable_parameters() if n.startswith("visual.")) == count
+    tuned_sites = {i for i, b in enumerate(model.visual.transformer.resblocks) if getattr(b, "tuners", None)}
+    assert tuned_sites == (blocks if ROWS[name].sites else set())
+    visual = create_clip("ltbench-tiny", "none").visual
+    assert regime.resolve(recipe, K, visual) == dataclasses.replace(recipe, **resolved)
+
+
+def test_layers_from_the_command_line_and_the_default():
+    lora = get_regime("lora").recipe
+    assert lora.layers is None  # all blocks: the rows above
+    for text, value in (("3", 3), ("0,3", (0, 3)), ("[0, 3]", (0, 3)), ("[3]", (3,)), ("none", None)):
+        assert apply_overrides(lora, {"layers": text}, "lora").layers == value
+    with pytest.raises(OverrideError, match=r"lora.layers: cannot read 'a,b' as int or a list of int"):
+        apply_overrides(lora, {"layers": "a,b"}, "lora")
+    with pytest.raises(OverrideError, match=r"--set lora.layers must be >= 0, got -1"):
+        apply_overrides(lora, {"layers": "-1"}, "lora")
+    assert dataclasses.replace(lora, layers=[1, 2]).layers == (1, 2)  # a list is kept as a (hashable) tuple
+    assert get_regime("partial").recipe == apply_overrides(get_regime("partial").recipe, {"blocks": "1"}, "partial")
+    assert not hasattr(get_regime("partial").recipe, "layers")  # partial keeps `blocks`, its own (last k) choice
+
+
+@pytest.mark.parametrize("layers, blocks", [(None, [0, 1, 2, 3]), (0, []), (1, [3]), (4, [0, 1, 2, 3]),
+                                            ((3, 0), [0, 3]), ((), [])])
+def test_selected_blocks_follows_lift_plus(layers, blocks):
+    assert selected_blocks(layers, 4) == blocks
+
+
+@pytest.mark.parametrize("name, layers, message", [
+    ("lora", 5, r"lora.layers=5 but the model has 4 blocks; use --set lora.layers=0..4"),
+    ("bitfit", (0, 4), r"bitfit.layers lists block 4 but the model has blocks 0..3"),
+    ("sparse", (-1,), r"sparse.layers lists block -1 but the model has blocks 0..3"),
+    ("adapter", (1, 1), r"adapter.layers lists a block twice \(1, 1\)"),
+])
+def test_bad_layers_are_refused_before_training(name, layers, message):
+    visual = create_clip("ltbench-tiny", "none").visual
+    regime = get_regime(name)
+    with pytest.raises(ValueError, match=message):
+        regime.check(dataclasses.replace(regime.recipe, layers=layers), visual)
+
+
+def test_vpt_shallow_takes_no_layers():
+    visual = create_clip("ltbench-tiny", "none").visual
+    vpt = get_regime("vpt")
+    with pytest.raises(ValueError, match="vpt.depth=shallow prompts block 0 only but vpt.layers=2"):
+        vpt.check(dataclasses.replace(vpt.recipe, depth="shallow", layers=2), visual)

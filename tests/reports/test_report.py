@@ -32,7 +32,8 @@ def test_report_files_and_contents(run_folder):
     page = html_path.read_text()
     assert page.count("<img") >= 8 and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
     for text in ("Summary", "Findings", "synthetic_lt", "cifar100_lt", "class=\"best\"", "Ablation grid: init",
-                 "paired t-test"):
+                 "paired t-test", "overall 95% CI", "few 95% CI", "Class-balanced metrics", "worst class",
+                 "harmonic mean", "geometric mean", "macro-F1"):
         assert text in page
     assert "full fine-tuning" in page and "points" in page  # the computed verdict
     pngs = sorted((run_folder / "figures").glob("*.png"))
@@ -110,4 +111,7 @@ def test_markdown_table_has_mean_and_spread_over_seeds(run_folder, capsys):
     printed = capsys.readouterr().out
     assert "| regime | seeds | % backbone | overall |" in printed and "few-shot gap" in printed
     lift = next(line for line in printed.splitlines() if line.startswith("| lift_plus | 2 |"))
-    assert " ± " in lift and len(lift.split("|")) == 12  # 10 columns between the outer bars
+    assert " ± " in lift and len(lift.split("|")) == 18  # 16 columns between the outer bars
+    assert "| overall 95% CI |" in printed and "| macro-F1 |" in printed
+    low, high = map(float, lift.split("|")[5].strip(" []").split(","))  # over the row's two seeds
+    assert low <= float(lift.split("|")[4].split("±")[0]) <= high

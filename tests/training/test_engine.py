@@ -7,7 +7,7 @@ import torch
 from bench.training import Runtime
 from bench.training.engine import train
 from bench.training.loop import NonFiniteLossError
-from bench.training.losses import LogitAdjustedLoss, make_loss
+from bench.training.losses import make_loss
 from tests.conftest import make_job
 
 
@@ -86,14 +86,6 @@ def test_per_epoch_seeds_of_every_valid_seed_are_usable_and_keep_small_seeds_as_
     assert (np.random.get_state()[1][:4] == state).all()  # seeds below 2^32 seed numpy exactly as before
 
 
-def test_logit_adjusted_loss_is_ce_on_shifted_logits():
-    counts = torch.tensor([90.0, 9.0, 1.0])
-    logits = torch.randn(5, 3)
-    labels = torch.tensor([0, 1, 2, 0, 1])
-    expected = torch.nn.functional.cross_entropy(logits + torch.log(counts / counts.sum()), labels)
-    assert math.isclose(LogitAdjustedLoss(counts.numpy())(logits, labels).item(), expected.item(), rel_tol=1e-6)
-
-
 def test_precision_resolution_on_cpu():
     from bench.training.precision import resolve_device, resolve_precision
 
@@ -119,7 +111,7 @@ def _tiny_model(regime: str):
     backbone = load_backbone(job.model, job.pretrained, data.classnames)
     model = get_regime(regime).build(backbone, data, job.recipe)
     images, labels = torch.randn(6, 3, 32, 32), torch.arange(6) % data.num_classes
-    return model, job.recipe, images, labels, make_loss(job.recipe.loss, data.train_class_counts, 1.0)
+    return model, job.recipe, images, labels, make_loss(job.recipe, data.train_class_counts)
 
 
 @pytest.mark.parametrize("regime", ["full", "lift_plus", "partial", "vpt"])

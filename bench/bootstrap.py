@@ -1,0 +1,43 @@
+"""Seeded percentile bootstrap intervals: of one job's accuracies over its test images, and of a row's mean over
+its seeds. A fixed seed makes the same results give the same intervals."""
+from __future__ import annotations
+
+import numpy as np
+
+RESAMPLES = 1000
+LEVEL = 0.95
+SEED = 0
+
+
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> list[float]:
+    """[lo, hi]: the (1 - level)/2 and (1 + level)/2 quantiles of the bootstrap statistics."""
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(samples, [tail, 100.0 - tail])
+    return [float(low), float(high)]
+
+
+def image_intervals(hits: np.ndarray, total: np.ndarray, groups: dict[str, np.ndarray],
+                    resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> dict:
+    """Intervals (percent) of top-1 and of each group's mean class accuracy when the images of every class are
+    resampled with replacement, so the split keeps its per-class counts (a balanced test set stays balanced).
+    Resampling class c's n_c images gives Binomial(n_c, hits_c / n_c) correct ones, which is drawn directly.
+    Classes absent from the split are left out; an empty group's interval is None."""
+    present = total > 0
+    rate = np.where(present, hits / np.maximum(total, 1), 0.0)
+    correct = np.random.default_rng(seed).binomial(total, rate, size=(resamples, len(total)))
+    accuracy = 100.0 * correct[:, present] / total[present]
+    positions = np.cumsum(present) - 1  # class id -> its column in `accuracy`
+    out = {"top1": percentile_interval(100.0 * correct.sum(axis=1) / total.sum(), level) if present.any() else None}
+    for name, ids in groups.items():
+        ids = positions[ids[present[ids]]]
+        out[name] = percentile_interval(accuracy[:, ids].mean(axis=1), level) if len(ids) else None
+    return out
+
+
+def seed_interval(values, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> list[float] | None:
+    """Interval of the mean over a row's seeds, resampling the seeds' values; None with fewer than two."""
+    values = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
+    if len(values) < 2:
+        return None
+    draws = np.random.default_rng(seed).choice(values, size=(resamples, len(values)))
+    return percentile_interval(draws.mean(axis=1), level)
