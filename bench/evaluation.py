@@ -1,5 +1,6 @@
 """Features, predictions and metrics: top-1, per-class accuracy, many/medium/few means, the LIFT evaluator's
-class-balanced summaries (worst class, harmonic and geometric means, macro-F1), bootstrap intervals, confusion counts."""
+class-balanced summaries (worst class, harmonic and geometric means, macro-F1), bootstrap intervals and
+confusion counts."""
 from __future__ import annotations
 
 import math

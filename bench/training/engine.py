@@ -14,6 +14,7 @@ from bench.evaluation import classification_metrics, predict_from_features
 from bench.features import PretrainedTower, features, frozen_tower
 from bench.job_result import JobResult
 from bench.models.backbone import activation_of, input_size, load_backbone
+from bench.models.head_init import initialise_head
 from bench.registry import get_regime
 from bench.statistics import class_statistics, group_summary
 
@@ -72,6 +73,7 @@ def train(job: Job) -> JobResult:
                              quick_gelu=job.quick_gelu)
     recipe = regime.resolve(job.recipe, data.num_classes, backbone.visual)
     model = regime.build(backbone, data, recipe).to(ctx.device)
+    initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
     trainable = model.trainable_parameters()
     n_trainable, n_backbone = sum(p.numel() for _, p in trainable), model.backbone_parameter_count()
     setup_s = time.perf_counter() - start
