@@ -20,7 +20,7 @@ from bench.fields import MAX_EPOCHS, field_help, number
 from bench.io import StorageError, write_atomic
 from bench.manifest import read_manifest, record_plan
 from bench.models import WeightsUnavailableError, create_clip
-from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, cached_text_embeddings
+from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings
 from bench.overrides import OverrideError
 from bench.plan import ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, Plan, Selection, plan
 from bench.protocols import PROTOCOLS, REFERENCE
@@ -225,7 +225,8 @@ def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
         clip_model = create_clip(model, pretrained, quick_gelu=quick_gelu)
         mine = [job for job in jobs if (job.model, job.pretrained, job.quick_gelu) == (model, pretrained, quick_gelu)]
         for regime, recipe in dict.fromkeys((job.regime, job.recipe) for job in mine):
-            get_regime(regime).check(recipe, clip_model.visual)
+            text_tower = get_regime(regime).uses_text_tower(recipe)
+            get_regime(regime).check(recipe, backbone_of(clip_model, model, [], text_tower=text_tower))
         if device is None or cache is None or pretrained.strip().lower() in RANDOM_WEIGHTS:
             continue  # random weights differ per seed: each job draws its own
         for config in dict.fromkeys(job.dataset_config for job in mine):

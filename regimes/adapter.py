@@ -9,7 +9,7 @@ from torch import nn
 from bench.fields import setting
 from bench.models.tunable_block import Residual
 
-from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
+from .base import BlockRegime, LayersRecipe, register_regime
 
 
 class BottleneckAdapter(nn.Module):
@@ -43,7 +43,8 @@ class BottleneckAdapter(nn.Module):
 @dataclass(frozen=True)
 class AdapterRecipe(LayersRecipe):
     bottleneck: Optional[int] = setting(None, low=1,
-                                        help="None: 2^max(0, floor(log2(K / (2L)))), L the tuned blocks")
+                                        help="None: 2^max(0, floor(log2(K / (2L)))), L the tuned blocks; 4 on the "
+                                             "text tower")
 
 
 @register_regime("adapter")
@@ -53,12 +54,12 @@ class SequentialAdapter(BlockRegime):
     summary = "sequential adapter after each MLP + classifier"
     recipe = AdapterRecipe()
 
-    def resolve(self, recipe, num_classes, visual):
-        tuned = len(self.blocks(recipe, visual))
+    def resolve(self, recipe, num_classes, backbone):
+        tuned = len(self.blocks(recipe, self.tower(recipe, backbone)))
         if recipe.bottleneck is not None or not tuned:
             return recipe
-        return replace(recipe, bottleneck=bottleneck_size(num_classes, tuned, 2))
+        return replace(recipe, bottleneck=self.automatic_size(recipe, num_classes, tuned, 2))
 
     def adapt(self, model, data, recipe):
-        for block in self.tuned_blocks(recipe, model.visual):
+        for block in self.tuned_blocks(recipe, self.tower(recipe, model)):
             block.attach("mlp_out", Residual(BottleneckAdapter(block.width, recipe.bottleneck)))

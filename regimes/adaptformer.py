@@ -4,7 +4,7 @@ from typing import Literal, Optional
 from bench.fields import setting
 
 from .adapter import BottleneckAdapter
-from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
+from .base import BlockRegime, LayersRecipe, register_regime
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class AdaptFormerRecipe(LayersRecipe):
         "lift", help="lift: LIFT+'s (LayerNorm, learnable scale); original: AdaptFormer's (scale 0.1, dropout 0.1)")
     bottleneck: Optional[int] = setting(None, low=1,
                                         help="None: lift 2^max(0, floor(log2(K / (2L)))), L the tuned "
-                                             "blocks; original 64")
+                                             "blocks (4 on the text tower); original 64")
 
 
 @register_regime("adaptformer")
@@ -27,11 +27,11 @@ class AdaptFormer(BlockRegime):
     summary = "AdaptFormer (parallel bottleneck) + classifier"
     recipe = AdaptFormerRecipe()
 
-    def resolve(self, recipe, num_classes, visual):
-        tuned = len(self.blocks(recipe, visual))
+    def resolve(self, recipe, num_classes, backbone):
+        tuned = len(self.blocks(recipe, self.tower(recipe, backbone)))
         if recipe.bottleneck is not None or not tuned:
             return recipe
-        size = 64 if recipe.variant == "original" else bottleneck_size(num_classes, tuned, 2)
+        size = 64 if recipe.variant == "original" else self.automatic_size(recipe, num_classes, tuned, 2)
         return replace(recipe, bottleneck=size)
 
     def adapt(self, model, data, recipe):
@@ -39,5 +39,5 @@ class AdaptFormer(BlockRegime):
             options = dict(layer_norm=False, scale=0.1, dropout=0.1)
         else:
             options = dict(layer_norm=True, learnable_scale=True)
-        for block in self.tuned_blocks(recipe, model.visual):
+        for block in self.tuned_blocks(recipe, self.tower(recipe, model)):
             block.attach("parallel", BottleneckAdapter(block.width, recipe.bottleneck, **options))

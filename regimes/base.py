@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Optional, Sequence, Union
+from typing import ClassVar, Literal, Optional, Sequence, Union
 
 from torch import nn
 
 from bench.data import LongTailData
 from bench.fields import setting
 from bench.models import Backbone, LongTailModel, make_classifier
+from bench.models.heads import TextClassifier
 from bench.models.backbone import needs_text_tower
 from bench.models.towers import has_text_tower, is_resnet, tower_blocks
 from bench.models.tunable_block import tunable_blocks
@@ -47,7 +48,16 @@ def selected_blocks(layers: Union[int, Sequence[int], None], num_blocks: int, na
 
 
 @dataclass(frozen=True)
-class LayersRecipe(Recipe):
+class TowerRecipe(Recipe):
+    """A recipe for a regime acting on transformer blocks: of which tower."""
+
+    tower: Literal["image", "text"] = setting(
+        "image", help="the tower whose blocks the method tunes; text (LIFT-plus's l.*) needs classifier=text, and "
+                      "its automatic sizes are LIFT-plus's l.* defaults")
+
+
+@dataclass(frozen=True)
+class LayersRecipe(TowerRecipe):
     """A recipe for a regime acting on transformer blocks: which of them it tunes."""
 
     layers: Optional[Union[int, tuple[int, ...]]] = setting(
@@ -90,20 +100,38 @@ class Regime:
         return make_classifier(recipe.classifier, recipe.classifier_init, backbone, data.num_classes,
                                recipe.classifier_scale)
 
-    def check(self, recipe: Recipe, visual: nn.Module) -> None:
-        """Raise ValueError before any training when `recipe` cannot run on this image tower (overrides call it)."""
-        if is_resnet(visual) and not self.runs_on_resnet:
+    def uses_text_tower(self, recipe: Recipe) -> bool:
+        """Whether the job needs the CLIP text tower itself (`Backbone.text`): the text-encoder classifier."""
+        return recipe.classifier == "text"
+
+    def tunes_image_tower(self, recipe: Recipe) -> bool:
+        """Whether the regime acts on the image tower (a ResNet takes only what LIFT-plus implements for it)."""
+        return True
+
+    def check(self, recipe: Recipe, backbone: Backbone) -> None:
+        """Raise ValueError before any training when `recipe` cannot run on this backbone (overrides call it);
+        `backbone.text` is there when `uses_text_tower`."""
+        visual = backbone.visual
+        if is_resnet(visual) and not self.runs_on_resnet and self.tunes_image_tower(recipe):
             able = ", ".join(name for name in REGIMES.names() if REGIMES.get(name).runs_on_resnet)
             raise ValueError(f"{self.name} needs a ViT tower: {visual.name} is a ResNet, without attention blocks; "
                              f"regimes that run on ResNets: {able}")
-        if recipe.classifier_init == "semantic" and not has_text_tower(visual):
+        if recipe.classifier == "text":
+            if not has_text_tower(visual):
+                raise ValueError(needs_text_tower(f"{self.name}: classifier=text", visual.name,
+                                                  f"use --set {self.name}.classifier=cosine"))
+            if recipe.classifier_init != "semantic":
+                raise ValueError(f"{self.name}: classifier=text is the text encoder on the class prompts, which "
+                                 f"classifier_init={recipe.classifier_init} cannot initialise; leave "
+                                 f"{self.name}.classifier_init at semantic")
+        elif recipe.classifier_init == "semantic" and not has_text_tower(visual):
             raise ValueError(needs_text_tower(f"{self.name}: classifier_init=semantic", visual.name,
                                               f"add --set {self.name}.classifier_init=class_mean, the reference's "
                                               f"init for it"))
 
-    def resolve(self, recipe: Recipe, num_classes: int, visual: nn.Module) -> Recipe:
+    def resolve(self, recipe: Recipe, num_classes: int, backbone: Backbone) -> Recipe:
         """`recipe` with its automatic (None) sizes replaced by the values used for K = `num_classes` classes on
-        this image tower (which is not changed); idempotent. The default has none and returns `recipe`."""
+        this backbone (which is not changed); idempotent. The default has none and returns `recipe`."""
         return recipe
 
     def adapt(self, model: LongTailModel, data: LongTailData, recipe: Recipe) -> None:
@@ -111,32 +139,54 @@ class Regime:
         `recipe` is resolved: its sizes are the ones to use."""
 
     def build(self, backbone: Backbone, data: LongTailData, recipe: Recipe) -> LongTailModel:
-        self.check(recipe, backbone.visual)
-        recipe = self.resolve(recipe, data.num_classes, backbone.visual)
+        self.check(recipe, backbone)
+        recipe = self.resolve(recipe, data.num_classes, backbone)
         model = LongTailModel(backbone.visual, self.make_head(backbone, data, recipe))
         model.requires_grad_(False)
-        model.head.requires_grad_(True)
+        if not isinstance(model.head, TextClassifier):  # the text classifier trains what a regime unfreezes
+            model.head.requires_grad_(True)
         self.adapt(model, data, recipe)
+        if self.trains and not model.trainable_parameters():
+            raise ValueError(f"{self.name} with these settings trains no tensor (e.g. layers=0 with "
+                             f"classifier=text); change its settings, or use zero_shot")
         return model
 
 
 class BlockRegime(Regime):
-    """A regime that tunes a choice of transformer blocks, the recipe's `layers` (LayersRecipe)."""
+    """A regime that tunes a choice of transformer blocks, the recipe's `layers` (LayersRecipe), of the image
+    tower or, with `tower=text`, of the text tower of a text-encoder classifier."""
 
     recipe: ClassVar[Recipe] = LayersRecipe()
+    text_size: ClassVar[int] = 4  # LIFT-plus's l.lora_dim, l.adapter_dim, l.adaptformer_dim (no automatic size)
 
-    def blocks(self, recipe: Recipe, visual: nn.Module) -> list[int]:
+    def tower(self, recipe: Recipe, holder) -> nn.Module:
+        """The tower the recipe tunes, of a Backbone or a LongTailModel."""
+        return holder.visual if recipe.tower == "image" else holder.text
+
+    def tunes_image_tower(self, recipe):
+        return recipe.tower == "image"
+
+    def automatic_size(self, recipe: Recipe, num_classes: int, tuned: int, divisor: int = 1) -> int:
+        """The size an unset bottleneck, rank or length gets: `bottleneck_size` on the image tower, LIFT-plus's
+        fixed l.* default (`text_size`) on the text tower."""
+        return bottleneck_size(num_classes, tuned, divisor) if recipe.tower == "image" else self.text_size
+
+    def blocks(self, recipe: Recipe, tower: nn.Module) -> list[int]:
         """Indices of the blocks this recipe tunes on this tower (ValueError when the choice does not fit)."""
-        return selected_blocks(recipe.layers, num_blocks(visual), f"{self.name}.layers")
+        return selected_blocks(recipe.layers, num_blocks(tower), f"{self.name}.layers")
 
-    def tuned_blocks(self, recipe: Recipe, visual: nn.Module, *, sites: bool = True) -> list[nn.Module]:
+    def tuned_blocks(self, recipe: Recipe, tower: nn.Module, *, sites: bool = True) -> list[nn.Module]:
         """The chosen blocks, as TunableBlocks whose sites take injected modules (`sites`), else as they are."""
-        blocks = tunable_blocks(visual) if sites else list(tower_blocks(visual))
-        return [blocks[i] for i in self.blocks(recipe, visual)]
+        blocks = tunable_blocks(tower) if sites else list(tower_blocks(tower))
+        return [blocks[i] for i in self.blocks(recipe, tower)]
 
-    def check(self, recipe: Recipe, visual: nn.Module) -> None:
-        super().check(recipe, visual)
-        if is_resnet(visual) and recipe.layers is not None:
-            raise ValueError(f"{self.name}.layers={recipe.layers} on {visual.name}: on a ResNet LIFT-plus's regimes "
+    def check(self, recipe: Recipe, backbone: Backbone) -> None:
+        super().check(recipe, backbone)
+        if recipe.tower == "text" and recipe.classifier != "text":
+            raise ValueError(f"{self.name}.tower=text tunes the text tower, which reaches the logits only through "
+                             f"the text-encoder classifier: add --set {self.name}.classifier=text")
+        tower = self.tower(recipe, backbone)
+        if is_resnet(tower) and recipe.layers is not None:
+            raise ValueError(f"{self.name}.layers={recipe.layers} on {tower.name}: on a ResNet LIFT-plus's regimes "
                              f"act on all residual blocks (its *_layers do not apply); leave {self.name}.layers unset")
-        self.blocks(recipe, visual)
+        self.blocks(recipe, tower)

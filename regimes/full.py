@@ -14,5 +14,5 @@ class FullFineTuning(BlockRegime):
     recipe = replace(LayersRecipe(), lr=5e-4)  # the papers' full fine-tuning lr
 
     def adapt(self, model, data, recipe):
-        for block in self.tuned_blocks(recipe, model.visual, sites=False):
+        for block in self.tuned_blocks(recipe, self.tower(recipe, model), sites=False):
             block.requires_grad_(True)

@@ -10,7 +10,7 @@ class LayerNormTuning(BlockRegime):
     summary = "block LayerNorms + classifier"
 
     def adapt(self, model, data, recipe):
-        for block in self.tuned_blocks(recipe, model.visual, sites=False):
+        for block in self.tuned_blocks(recipe, self.tower(recipe, model), sites=False):
             for module in block.modules():
                 if isinstance(module, nn.LayerNorm):
                     module.requires_grad_(True)

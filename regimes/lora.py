@@ -7,7 +7,7 @@ from torch import nn
 
 from bench.fields import setting
 
-from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
+from .base import BlockRegime, LayersRecipe, register_regime
 
 
 class LoRA(nn.Module):
@@ -27,8 +27,8 @@ class LoRA(nn.Module):
 @dataclass(frozen=True)
 class LoRARecipe(LayersRecipe):
     rank: Optional[int] = setting(None, low=1,
-                                  help="None: 2^max(0, floor(log2(K / (4L)))), L the tuned blocks; 16 for ImageNet-LT "
-                                       "on ViT-B/16")
+                                  help="None: 2^max(0, floor(log2(K / (4L)))), L the tuned blocks (16 for ImageNet-LT "
+                                       "on ViT-B/16); 4 on the text tower")
 
 
 @register_regime("lora")
@@ -42,13 +42,13 @@ class LoRARegime(BlockRegime):
     summary = "LoRA on q and v + classifier"
     recipe = LoRARecipe()
 
-    def resolve(self, recipe, num_classes, visual):
-        tuned = len(self.blocks(recipe, visual))
+    def resolve(self, recipe, num_classes, backbone):
+        tuned = len(self.blocks(recipe, self.tower(recipe, backbone)))
         if recipe.rank is not None or not tuned:
             return recipe
-        return replace(recipe, rank=bottleneck_size(num_classes, tuned, 4))
+        return replace(recipe, rank=self.automatic_size(recipe, num_classes, tuned, 4))
 
     def adapt(self, model, data, recipe):
-        for block in self.tuned_blocks(recipe, model.visual):
+        for block in self.tuned_blocks(recipe, self.tower(recipe, model)):
             block.attach("q", LoRA(block.width, recipe.rank))
             block.attach("v", LoRA(block.width, recipe.rank))

@@ -1,14 +1,13 @@
 from dataclasses import dataclass
 
 from bench.fields import setting
-from bench.training.recipe import Recipe
 
-from .base import num_blocks, register_regime, selected_blocks
+from .base import TowerRecipe, num_blocks, register_regime, selected_blocks
 from .full import FullFineTuning
 
 
 @dataclass(frozen=True)
-class PartialRecipe(Recipe):
+class PartialRecipe(TowerRecipe):
     lr: float = setting(5e-4, low=0, low_open=True,
                         help="full fine-tuning's lr, so that a sweep over `blocks` changes only how much trains")
     blocks: int = setting(1, low=0, help="the last k blocks train; 0 is classifier only, L is full fine-tuning")
@@ -23,5 +22,5 @@ class PartialFineTuning(FullFineTuning):
     runs_on_resnet = False  # LIFT-plus's fft_layers do not apply to ResNets
     recipe = PartialRecipe()
 
-    def blocks(self, recipe, visual):
-        return selected_blocks(recipe.blocks, num_blocks(visual), "partial.blocks")
+    def blocks(self, recipe, tower):
+        return selected_blocks(recipe.blocks, num_blocks(tower), "partial.blocks")

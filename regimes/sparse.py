@@ -64,17 +64,20 @@ class SparseFineTuning(BlockRegime):
     summary = "random fraction of block weight entries + classifier"
     recipe = SparseRecipe()
 
-    def resolve(self, recipe, num_classes, visual):
-        blocks = self.tuned_blocks(recipe, visual, sites=False)
+    def resolve(self, recipe, num_classes, backbone):
+        tower = self.tower(recipe, backbone)
+        blocks = self.tuned_blocks(recipe, tower, sites=False)
         if recipe.fraction is not None or not blocks:
             return recipe
         eligible = sum(getattr(module, name).numel() for block in blocks
                        for module, name in _targets(block, recipe.location))
+        width = tower.width if recipe.tower == "text" else feature_dim(tower)
         # K·D entries; over 1 (more classes than eligible entries / D) every entry trains, as with 1
-        return replace(recipe, fraction=min(1.0, num_classes * feature_dim(visual) / eligible))
+        return replace(recipe, fraction=min(1.0, num_classes * width / eligible))
 
     def adapt(self, model, data, recipe):
-        targets = [t for block in self.tuned_blocks(recipe, model.visual) for t in _targets(block, recipe.location)]
+        tower = self.tower(recipe, model)
+        targets = [t for block in self.tuned_blocks(recipe, tower) for t in _targets(block, recipe.location)]
         for module, name in targets:
             original = getattr(module, name)
             mask = random_mask(original.shape, recipe.fraction, recipe.mask_seed)

@@ -29,10 +29,11 @@ class SSF(BlockRegime):
     runs_on_resnet = True
 
     def adapt(self, model, data, recipe):
-        if is_resnet(model.visual):
-            model.visual.attach("pooled", ScaleShift(model.visual.feature_dim))
+        tower = self.tower(recipe, model)
+        if is_resnet(tower):
+            tower.attach("pooled", ScaleShift(tower.feature_dim))
             return
-        for block in self.tuned_blocks(recipe, model.visual):
+        for block in self.tuned_blocks(recipe, tower):
             width = block.width
             for site, dim in (("qkv", 3 * width), ("attn_out", width), ("mlp_in", block.mlp_width),
                               ("mlp_out", width)):

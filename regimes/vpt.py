@@ -6,7 +6,7 @@ from torch import nn
 
 from bench.fields import setting
 
-from .base import BlockRegime, LayersRecipe, bottleneck_size, register_regime
+from .base import BlockRegime, LayersRecipe, register_regime
 
 
 class Prompt(nn.Module):
@@ -25,32 +25,37 @@ class Prompt(nn.Module):
 class VPTRecipe(LayersRecipe):
     depth: Literal["deep", "shallow"] = setting(
         "deep", help="prompts in every tuned block (deep) or in the first block only (shallow: layers stays None)")
-    length: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / prompted blocks)))")
+    length: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / prompted blocks))); 2 on the text "
+                                                           "tower")
 
 
 @register_regime("vpt")
 class VisualPromptTuning(BlockRegime):
-    """Learnable tokens after CLS, N(0, 0.02): deep replaces them in every block, shallow adds them once."""
+    """Learnable tokens after CLS (after SOT on the text tower), N(0, 0.02): deep replaces them in every block,
+    shallow adds them once."""
+
+    text_size = 2  # LIFT-plus's l.pt_len
 
     summary = "visual prompt tokens (deep or shallow) + classifier"
     recipe = VPTRecipe()
 
-    def blocks(self, recipe, visual):
+    def blocks(self, recipe, tower):
         if recipe.depth == "deep":
-            return super().blocks(recipe, visual)
+            return super().blocks(recipe, tower)
         if recipe.layers is not None:
             raise ValueError(f"vpt.depth=shallow prompts block 0 only but vpt.layers={recipe.layers}; leave "
                              f"vpt.layers unset, or use vpt.depth=deep with the blocks to prompt")
         return [0]
 
-    def resolve(self, recipe, num_classes, visual):
-        prompted = len(self.blocks(recipe, visual))
+    def resolve(self, recipe, num_classes, backbone):
+        prompted = len(self.blocks(recipe, self.tower(recipe, backbone)))
         if recipe.length is not None or not prompted:
             return recipe
-        return replace(recipe, length=bottleneck_size(num_classes, prompted))
+        return replace(recipe, length=self.automatic_size(recipe, num_classes, prompted))
 
     def adapt(self, model, data, recipe):
-        if getattr(model.visual, "pool_type", "tok") != "tok":
+        tower = self.tower(recipe, model)
+        if recipe.tower == "image" and getattr(tower, "pool_type", "tok") != "tok":
             raise ValueError("vpt needs a tower that pools the CLS token (pool_type 'tok')")
-        for block in self.tuned_blocks(recipe, model.visual):
+        for block in self.tuned_blocks(recipe, tower):
             block.attach("tokens", Prompt(recipe.length, block.width))

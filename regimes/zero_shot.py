@@ -18,9 +18,12 @@ class ZeroShot(Regime):
     lightweight = False
     runs_on_resnet = True
 
-    def check(self, recipe, visual):
-        if not has_text_tower(visual):
-            raise ValueError(needs_text_tower("zero_shot", visual.name, "use a CLIP model (such as ViT-B-16 or RN50)"))
+    def check(self, recipe, backbone):
+        if not has_text_tower(backbone.visual):
+            raise ValueError(needs_text_tower("zero_shot", backbone.name, "use a CLIP model (such as ViT-B-16 or RN50)"))
+        if recipe.classifier != "cosine":
+            raise ValueError(f"zero_shot classifies with the frozen class-prompt embeddings; "
+                             f"classifier={recipe.classifier} does not apply: leave zero_shot.classifier unset")
 
     def make_head(self, backbone, data, recipe):
         return ZeroShotHead(backbone.image_projection, backbone.text_embeddings, backbone.logit_scale)

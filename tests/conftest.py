@@ -6,8 +6,11 @@ import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from bench.data import dataset_config  # noqa: E402
+from bench.models import TINY_MODEL, Backbone, create_clip  # noqa: E402
+from bench.models.backbone import backbone_of  # noqa: E402
 from bench.training import Job, Runtime  # noqa: E402
 from regimes import REGIMES  # noqa: E402
 
@@ -21,6 +24,12 @@ def lt_splits() -> Path:
     if not path.is_dir():
         pytest.skip(f"standard split files not found at {path}")
     return path
+
+
+def tiny_backbone(classnames=(), text_tower: bool = False, seed: int = 0) -> Backbone:
+    """The tiny model's random-weight Backbone (the same draw for a seed), its text tower kept with `text_tower`."""
+    torch.manual_seed(seed)
+    return backbone_of(create_clip(TINY_MODEL, "none"), TINY_MODEL, list(classnames), text_tower=text_tower)
 
 
 def make_job(regime="linear_probe", dataset="synthetic_lt", seed=0, data_overrides=None, runtime=None,

@@ -19,6 +19,7 @@ from torch import nn
 from bench.registry import UnknownNameError
 
 from . import timm_towers
+from .text_tower import PROMPT, TextTower, class_prompts
 from .timm_towers import IMAGENET_MODELS
 from .towers import ResNetTower, Tower, has_text_tower, is_resnet, tower_blocks
 from .word_tokenizer import WordTokenizer
@@ -32,7 +33,6 @@ TINY_MODEL = "ltbench-tiny"
 DEMO_MODEL = "ltbench-demo"
 RANDOM_WEIGHTS = ("", "none", "random")
 BUNDLED = "bundled"
-PROMPT = "a photo of a {}."
 _ACTIVATION_NAMES = {QuickGELU: "quick_gelu", nn.GELU: "gelu", nn.ReLU: "relu"}
 
 
@@ -235,7 +235,7 @@ def class_text_embeddings(clip_model: nn.Module, model_name: str, classnames: li
                           device: torch.device | str = "cpu", template: str = PROMPT) -> torch.Tensor:
     """t_k @ W_text_proj for the prompt of every class (K×E, not normalised), in chunks of 1000 prompts."""
     tokenizer = tokenizer_for(model_name)
-    prompts = [template.format(name.replace("_", " ")) for name in classnames]
+    prompts = class_prompts(classnames, template)
     clip_model = clip_model.to(device)
     chunks = [clip_model.encode_text(tokenizer(prompts[i:i + 1000]).to(device)).float()
               for i in range(0, len(prompts), 1000)]
@@ -249,12 +249,14 @@ def needs_text_tower(what: str, model_name: str, fix: str) -> str:
 
 @dataclass
 class Backbone:
-    """What regimes build on: the image tower, and the frozen pieces of the text side they may need."""
+    """What regimes build on: the image tower, the frozen pieces of the text side, and the text tower itself
+    for regimes that train through it (`text`, else None)."""
 
     name: str
     visual: nn.Module
     text_embeddings: torch.Tensor | None  # K×E, t_k @ W_text_proj; None: no text tower (ImageNet backbones)
     logit_scale: float | None  # exp(logit_scale) of the CLIP model
+    text: TextTower | None = None
 
     @property
     def feature_dim(self) -> int:
@@ -314,12 +316,24 @@ def cached_text_embeddings(clip_model: nn.Module, model_name: str, pretrained: s
     return cache.get_or_compute(key, compute)
 
 
+def backbone_of(clip_model: nn.Module, model_name: str, classnames: list[str], text_embeddings=None,
+                text_tower: bool = False) -> Backbone:
+    """A created model's Backbone; `text_tower` keeps the text tower (refused on a model without one)."""
+    text = None
+    if text_tower:
+        if not has_text_tower(clip_model.visual):
+            raise ValueError(needs_text_tower("the text-encoder classifier", model_name,
+                                              "use a CLIP model, or a classifier on the image features"))
+        text = TextTower(clip_model, model_name, tokenizer_for(model_name), classnames).cpu()
+    scale = float(clip_model.logit_scale.exp().item()) if has_text_tower(clip_model.visual) else None
+    return Backbone(model_name, clip_model.visual.cpu(), text_embeddings, scale, text)
+
+
 def load_backbone(model_name: str, pretrained: str | None, classnames: list[str],
                   device: torch.device | str = "cpu", cache=None, seed: int = 0,
-                  quick_gelu: bool | None = None) -> Backbone:
+                  quick_gelu: bool | None = None, text_tower: bool = False) -> Backbone:
     """The image tower and the class prompts' text embeddings (from `cache`, a DiskCache, when given), with the
-    activation of `uses_quick_gelu`."""
+    activation of `uses_quick_gelu`; the text tower too with `text_tower`."""
     clip_model = create_clip(model_name, pretrained, quick_gelu)
     text = cached_text_embeddings(clip_model, model_name, pretrained, classnames, device, cache, seed, quick_gelu)
-    scale = float(clip_model.logit_scale.exp().item()) if text is not None else None
-    return Backbone(model_name, clip_model.visual.cpu(), text, scale)
+    return backbone_of(clip_model, model_name, classnames, text, text_tower)

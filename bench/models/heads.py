@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import Backbone, image_features
-from .sites import Attachable
+from .backbone import Backbone, image_features, needs_text_tower
+from .sites import Attachable, Sites
+from .text_tower import TextTower
 
 
 class LinearClassifier(nn.Linear):
@@ -62,8 +63,41 @@ class ZeroShotHead(nn.Module):
         return self.logit_scale * image @ self.text.to(image.dtype).T
 
 
+class TextClassifier(Attachable):
+    """The text encoder as the classifier (LIFT-plus with `classifier: None`): z_k = exp(logit_scale) ·
+    cos(f W_img, t_k W_text), the K prompts encoded afresh in every forward so that text-side modules train.
+
+    The `image` and `text` sites transform the projected embeddings (CLIP-Adapter); `image_projection` (D×E,
+    the identity for a CLIP ResNet, whose pool already projects) and the text tower's projection are frozen
+    unless a regime unfreezes them. The logit scale never trains (as in LIFT-plus)."""
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        if backbone.text is None:
+            raise ValueError(needs_text_tower("the text-encoder classifier", backbone.name,
+                                              "use a CLIP model, or a classifier on the image features"))
+        self.text = backbone.text
+        self.image_projection = nn.Parameter(backbone.image_projection.clone(), requires_grad=False)
+        self.logit_scale = backbone.logit_scale
+        self.tuners = Sites(("image", "text"))
+
+    def class_embeddings(self) -> torch.Tensor:
+        """K×E: the prompts through the text tower, projected, and through the `text` site."""
+        return self._transform("text", self.text.project(self.text()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        image = self._transform("image", features @ self.image_projection.to(features.dtype))
+        if self.training:
+            text = self.class_embeddings()
+        else:
+            with torch.no_grad():
+                text = self.class_embeddings()
+        image, text = F.normalize(image, dim=-1), F.normalize(text.to(image.dtype), dim=-1)
+        return self.logit_scale * image @ text.T
+
+
 HEADS = {"cosine": CosineClassifier, "linear": LinearClassifier, "l2norm": L2NormClassifier,
-         "layernorm": LayerNormClassifier}
+         "layernorm": LayerNormClassifier, "text": TextClassifier}
 INITS = ("semantic", "random", "class_mean", "linear_probing")
 IMAGE_INITS = ("class_mean", "linear_probing")  # from training images: bench.models.head_init, after build
 
@@ -75,6 +109,8 @@ def make_classifier(kind: str, init: str, backbone: Backbone, num_classes: int, 
         raise ValueError(f"unknown classifier {kind!r}; valid: {', '.join(HEADS)}")
     if init not in INITS:
         raise ValueError(f"unknown classifier init {init!r}; valid: {', '.join(INITS)}")
+    if kind == "text":
+        return TextClassifier(backbone)
     dim = backbone.feature_dim
     head = HEADS[kind](dim, num_classes, scale) if kind == "cosine" else HEADS[kind](dim, num_classes)
     if init == "semantic":
@@ -86,7 +122,7 @@ def make_classifier(kind: str, init: str, backbone: Backbone, num_classes: int, 
 
 
 class LongTailModel(nn.Module):
-    """Image tower + head. The tower stays in eval mode (frozen-backbone convention of the references)."""
+    """Image tower + head. The towers stay in eval mode (frozen-backbone convention of the references)."""
 
     def __init__(self, visual: nn.Module, head: nn.Module):
         super().__init__()
@@ -99,12 +135,21 @@ class LongTailModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
 
+    @property
+    def text(self) -> TextTower | None:
+        """The text tower of a text-encoder classifier, else None."""
+        return self.head.text if isinstance(self.head, TextClassifier) else None
+
+    def towers(self) -> list[nn.Module]:
+        return [self.visual] + ([self.text] if self.text is not None else [])
+
     def train(self, mode: bool = True) -> "LongTailModel":
-        """The tower stays in eval mode, a ResNet's BatchNorm too: its running statistics never change, even when
+        """The towers stay in eval mode, a ResNet's BatchNorm too: its running statistics never change, even when
         full fine-tuning trains its affine parameters (LIFT-plus); injected modules (their dropout) follow `mode`."""
         super().train(mode)
-        self.visual.eval()
-        for module in self.visual.modules():
+        for tower in self.towers():
+            tower.eval()
+        for module in self.modules():
             if isinstance(module, Attachable):
                 module.tuners.train(mode)
         return self
@@ -113,4 +158,5 @@ class LongTailModel(nn.Module):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
     def backbone_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.visual.parameters())
+        """The pretrained parameters the job uses: the image tower's, and the text tower's when it classifies."""
+        return sum(p.numel() for tower in self.towers() for p in tower.parameters())

@@ -79,8 +79,9 @@ class ViTTower(Tower):
 
 
 def tower_blocks(visual: nn.Module) -> nn.Module:
-    """The blocks block-level regimes act on, first to last (an indexable container)."""
-    return visual.blocks if isinstance(visual, Tower) else visual.transformer.resblocks
+    """The blocks block-level regimes act on, first to last (an indexable container): open_clip's ViT's
+    resblocks, or the `blocks` of a Tower or a TextTower."""
+    return visual.transformer.resblocks if hasattr(visual, "transformer") else visual.blocks
 
 
 def is_resnet(visual: nn.Module) -> bool:

@@ -14,7 +14,8 @@ A regime puts a module at one of a fixed set of sites with `block.attach(site, m
   `attn.out_proj`, `mlp.c_fc` and `mlp.c_proj` (a sequential branch: wrap it in `Residual`);
 - `q`, `v`: branches reading the attention's input (after `ln_1`), added to q and to v;
 - `parallel`: a branch parallel to the MLP reading the residual stream before `ln_2`, added to the output;
-- `tokens`: a module returning P×D tokens inserted after CLS (replacing the previous block's tokens).
+- `tokens`: a module returning P×D tokens inserted after CLS (replacing the previous block's tokens); in a
+  causal text block (`bench.models.text_tower`) after SOT.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ class Residual(nn.Module):
 
 
 class TunableBlock(Attachable):
-    def __init__(self, block: nn.Module, batch_first: bool, num_tokens: int):
+    def __init__(self, block: nn.Module, batch_first: bool, num_tokens: int, causal: bool = False):
         super().__init__()
         self.layout = layout = layout_of(block)
         if layout is TIMM:
@@ -93,7 +94,8 @@ class TunableBlock(Attachable):
         for name in (layout.norm_1, "attn", layout.scale_1, layout.norm_2, "mlp", layout.scale_2):
             setattr(self, name, getattr(block, name))
         self.batch_first = batch_first
-        self.num_tokens = num_tokens  # CLS + patches: the tokens that are not prompts
+        self.num_tokens = num_tokens  # CLS + patches (or the text's context length): the tokens that are not prompts
+        self.causal = causal  # a text block: causal attention at whatever length prompts make the sequence
         self.tuners = Sites(SITES)
 
     def _part(self, role: str) -> nn.Module:
@@ -120,7 +122,8 @@ class TunableBlock(Attachable):
         q, k, v = (t.view(batch, length, heads, width // heads).transpose(1, 2) for t in (q, k, v))
         if attn_mask is not None:
             attn_mask = attn_mask.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if self.causal else attn_mask,
+                                             is_causal=self.causal)
         out = out.transpose(1, 2).reshape(batch, length, width)
         return self._transform("attn_out", getattr(self.attn, self.layout.attn_out)(out))
 
@@ -145,9 +148,12 @@ class TunableBlock(Attachable):
 
 
 def tunable_blocks(visual: nn.Module) -> list[TunableBlock]:
-    """Replace the ViT tower's blocks by TunableBlocks (once) and return them, first to last."""
+    """Replace the ViT tower's blocks by TunableBlocks (once) and return them, first to last (a TextTower's
+    are TunableBlocks from the start)."""
     if is_resnet(visual):
         raise ValueError(f"{visual.name} is a ResNet: it has no transformer blocks to attach modules to")
+    if all(isinstance(block, TunableBlock) for block in tower_blocks(visual)):
+        return list(tower_blocks(visual))
     if isinstance(visual, Tower):  # timm's ViT
         batch_first, num_tokens = True, visual.num_tokens
     else:

@@ -70,8 +70,8 @@ def train(job: Job) -> JobResult:
     regime = get_regime(job.regime)
     seed_everything(job.seed)
     backbone = load_backbone(job.model, job.pretrained, data.classnames, ctx.device, cache=ctx.cache, seed=job.seed,
-                             quick_gelu=job.quick_gelu)
-    recipe = regime.resolve(job.recipe, data.num_classes, backbone.visual)
+                             quick_gelu=job.quick_gelu, text_tower=regime.uses_text_tower(job.recipe))
+    recipe = regime.resolve(job.recipe, data.num_classes, backbone)
     model = regime.build(backbone, data, recipe).to(ctx.device)
     initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
     trainable = model.trainable_parameters()

@@ -25,8 +25,9 @@ class Recipe:
     grw_exponent: float = setting(1.0, low=0, help="exponent of the generalized re-weighting 1/pi^e")
     lade_lambda: float = setting(0.1, low=0, help="lambda of LADE's regularised estimator")
     lade_weight: float = setting(0.1, low=0, help="weight of LADE's estimator term")
-    classifier: Literal["cosine", "linear", "l2norm", "layernorm"] = setting(
-        "cosine", help="the head on the image features")
+    classifier: Literal["cosine", "linear", "l2norm", "layernorm", "text"] = setting(
+        "cosine", help="the head on the image features; text: the CLIP text encoder on the class prompts, "
+                       "100·cos(f W_img, t W_text), run in every step (LIFT-plus's classifier None)")
     classifier_scale: float = setting(25.0, low=0, low_open=True, help="sigma of the cosine classifier")
     classifier_init: Literal["semantic", "random", "class_mean", "linear_probing"] = setting(
         "semantic", help="semantic: the class prompts' text embeddings (LIFT+); class_mean, linear_probing: from "

@@ -144,15 +144,15 @@ def test_batchnorm_keeps_its_running_statistics_while_full_fine_tuning(rn50, syn
                                     "partial"])
 def test_regimes_without_a_resnet_form_refuse_it(rn50, regime):
     with pytest.raises(ValueError, match=rf"^{regime} needs a ViT tower: RN50 is a ResNet, without attention "
-                                         rf"blocks; regimes that run on ResNets: bitfit, full, linear_probe, ssf, "
-                                         rf"zero_shot"):
-        get_regime(regime).check(get_regime(regime).recipe, rn50.visual)
+                                         rf"blocks; regimes that run on ResNets: bitfit, clip_adapter, coop, full, "
+                                         rf"linear_probe, ssf, zero_shot"):
+        get_regime(regime).check(get_regime(regime).recipe, rn50)
 
 
 def test_layers_do_not_apply_to_a_resnet(rn50):
     recipe = dataclasses.replace(get_regime("full").recipe, layers=2)
     with pytest.raises(ValueError, match=r"full.layers=2 on RN50: .*leave full.layers unset"):
-        get_regime("full").check(recipe, rn50.visual)
+        get_regime("full").check(recipe, rn50)
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +174,12 @@ def test_a_backbone_without_text_tower_needs_class_mean_and_refuses_zero_shot(ti
     with pytest.raises(ValueError, match=r"linear_probe: classifier_init=semantic needs a CLIP text tower, and "
                                          r"in1k_rn50 \(an ImageNet backbone\) has none: add --set "
                                          r"linear_probe.classifier_init=class_mean"):
-        get_regime("linear_probe").check(recipe, timm_resnet)
-    get_regime("linear_probe").check(dataclasses.replace(recipe, classifier_init="class_mean"), timm_resnet)
+        get_regime("linear_probe").check(recipe, backbone)
+    get_regime("linear_probe").check(dataclasses.replace(recipe, classifier_init="class_mean"), backbone)
     with pytest.raises(ValueError, match="classifier_init=semantic needs a CLIP text tower.*class_mean"):
         make_classifier("cosine", "semantic", backbone, 3, 25.0)
     with pytest.raises(ValueError, match=r"zero_shot needs a CLIP text tower, and in1k_rn50 .*use a CLIP model"):
-        get_regime("zero_shot").check(get_regime("zero_shot").recipe, timm_resnet)
+        get_regime("zero_shot").check(get_regime("zero_shot").recipe, backbone)
 
 
 def test_missing_timm_weights_name_the_tag_the_cache_and_the_ways_to_provide_them():

@@ -75,7 +75,7 @@ def _built(regime: str, init: str):
     data = build_dataset(job.dataset_config, job.runtime.data_root)
     torch.manual_seed(0)
     backbone = load_backbone(job.model, job.pretrained, data.classnames, torch.device("cpu"), seed=0)
-    recipe = get_regime(regime).resolve(job.recipe, data.num_classes, backbone.visual)
+    recipe = get_regime(regime).resolve(job.recipe, data.num_classes, backbone)
     model = get_regime(regime).build(backbone, data, recipe)
     return model, data, recipe, JobContext.create(job)
 

@@ -15,13 +15,14 @@ from bench.training import Runtime
 from bench.training.engine import train
 from regimes import REGIMES, get_regime
 from regimes.base import selected_blocks
-from tests.conftest import make_job
+from tests.conftest import make_job, tiny_backbone
 
 BLOCK = r"visual\.transformer\.resblocks\.\d+\."
 FULL = {BLOCK + r"(ln_1|ln_2)\.(weight|bias)", BLOCK + r"attn\.in_proj_(weight|bias)",
         BLOCK + r"attn\.out_proj\.(weight|bias)", BLOCK + r"mlp\.(c_fc|c_proj)\.(weight|bias)"}
 ADAPTFORMER = BLOCK + r"tuners\.parallel\.(norm\.weight|norm\.bias|down\.weight|down\.bias|up\.weight|up\.bias|scale)"
 K, D, L, ELIGIBLE = 20, 128, 4, 4 * (4 * 128 ** 2 + 4 * 128 + 2 * 512 * 128 + 512 + 128)  # the tiny model
+E, W = 64, 64  # the tiny model's joint embedding and text width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +32,17 @@ class Row:
     count: int | None = None  # their number of entries in all
     sites: tuple = ()  # (site, module class) attached in every block (vpt shallow: the first only), in order
     resolved: dict = dataclasses.field(default_factory=dict)  # the automatic sizes `resolve` fills in
+    classifier: tuple = ("head.weight",)  # the head's class weights (none for the text encoder as classifier)
 
 
 # one row per regime: adding a method is one regime file + one row
 ROWS = {
-    "zero_shot": Row(),
+    "zero_shot": Row(classifier=()),
+    "coop": Row(frozenset({r"head\.text\.tuners\.context\.context"}), 4 * W, classifier=()),  # 4 context tokens
+    "clip_adapter": Row(frozenset({r"head\.tuners\.(image|text)\.branch\.(norm|down|up)\.(weight|bias)"}),
+                        2 * (2 * E + (E * 4 + 4) + (4 * E + E)), classifier=()),  # LN, down, up on both sides
+    "proj_tuning": Row(frozenset({r"head\.image_projection", r"head\.text\.text_projection"}), D * E + W * E,
+                       classifier=()),
     "linear_probe": Row(),
     "full": Row(frozenset(FULL), L * (12 * D ** 2 + 13 * D)),
     "partial": Row(frozenset(FULL), 12 * D ** 2 + 13 * D),  # the last block
@@ -72,9 +79,10 @@ def synthetic():
 
 def _build(name, data, recipe=None, seed=0):
     torch.manual_seed(seed)
-    backbone = load_backbone("ltbench-tiny", "none", data.classnames)
     regime = get_regime(name)
-    return backbone, regime.build(backbone, data, recipe or regime.recipe)
+    recipe = recipe or regime.recipe
+    backbone = load_backbone("ltbench-tiny", "none", data.classnames, text_tower=regime.uses_text_tower(recipe))
+    return backbone, regime.build(backbone, data, recipe)
 
 
 def test_every_issue_regime_is_registered_and_has_a_row():
@@ -88,9 +96,8 @@ def test_exact_trainable_tensors(name, synthetic):
     row = ROWS[name]
     _, model = _build(name, synthetic)
     names = [n for n, _ in model.trainable_parameters()]
-    head = ["head.weight"] if name != "zero_shot" else []
-    assert [n for n in names if n.startswith("head.")] == head
-    body = [n for n in names if not n.startswith("head.")]
+    assert [n for n in names if n == "head.weight"] == list(row.classifier)
+    body = [n for n in names if n != "head.weight"]
     for n in body:
         assert any(re.fullmatch(p, n) for p in row.trainable), f"{name} trains unexpected {n}"
     for pattern in row.trainable:
@@ -111,20 +118,19 @@ def test_sites(name, synthetic):
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_resolve_fills_the_automatic_sizes_and_is_idempotent(name, synthetic):
     regime = get_regime(name)
-    torch.manual_seed(0)
-    visual = create_clip("ltbench-tiny", "none").visual
-    blocks = list(visual.transformer.resblocks)
-    resolved = regime.resolve(regime.recipe, K, visual)
-    assert list(visual.transformer.resblocks) == blocks  # the tower is not touched
+    backbone = tiny_backbone()
+    blocks = list(backbone.visual.transformer.resblocks)
+    resolved = regime.resolve(regime.recipe, K, backbone)
+    assert list(backbone.visual.transformer.resblocks) == blocks  # the tower is not touched
     expected = dataclasses.replace(regime.recipe, **ROWS[name].resolved)
     assert resolved == expected and type(resolved) is type(regime.recipe)
-    assert regime.resolve(resolved, K, visual) == resolved
+    assert regime.resolve(resolved, K, backbone) == resolved
     if not ROWS[name].resolved:
         assert resolved is regime.recipe  # the default: unchanged
     for field in ROWS[name].resolved:
         assert getattr(regime.recipe, field) is None  # automatic by default
         explicit = dataclasses.replace(regime.recipe, **{field: 1})
-        assert regime.resolve(explicit, K, visual) is explicit  # a size the user set is kept
+        assert regime.resolve(explicit, K, backbone) is explicit  # a size the user set is kept
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(ROWS) if ROWS[n].resolved])
@@ -132,7 +138,7 @@ def test_build_with_a_resolved_recipe_is_the_same_model(name, synthetic):
     regime = get_regime(name)
     _, auto = _build(name, synthetic)
     backbone = load_backbone("ltbench-tiny", "none", synthetic.classnames)
-    resolved = regime.resolve(regime.recipe, synthetic.num_classes, backbone.visual)
+    resolved = regime.resolve(regime.recipe, synthetic.num_classes, backbone)
     _, fixed = _build(name, synthetic, resolved)
     a, b = auto.state_dict(), fixed.state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -146,23 +152,22 @@ def test_build_with_a_resolved_recipe_is_the_same_model(name, synthetic):
     ("vpt", 1000, 4, {"length": 128}),  # 2^floor(log2(1000/4))
 ])
 def test_resolve_follows_classes_and_depth(name, classes, depth, size):
-    torch.manual_seed(0)
-    visual = create_clip("ltbench-tiny", "none").visual
-    visual.transformer.resblocks = visual.transformer.resblocks[:depth]
+    backbone = tiny_backbone()
+    backbone.visual.transformer.resblocks = backbone.visual.transformer.resblocks[:depth]
     regime = get_regime(name)
-    assert regime.resolve(regime.recipe, classes, visual) == dataclasses.replace(regime.recipe, **size)
+    assert regime.resolve(regime.recipe, classes, backbone) == dataclasses.replace(regime.recipe, **size)
 
 
 def test_resolve_of_the_variants():
-    visual = create_clip("ltbench-tiny", "none").visual
+    backbone = tiny_backbone()
     adaptformer, vpt, sparse = get_regime("adaptformer"), get_regime("vpt"), get_regime("sparse")
     original = dataclasses.replace(adaptformer.recipe, variant="original")
-    assert adaptformer.resolve(original, K, visual).bottleneck == 64
+    assert adaptformer.resolve(original, K, backbone).bottleneck == 64
     shallow = dataclasses.replace(vpt.recipe, depth="shallow")
-    assert vpt.resolve(shallow, K, visual).length == 16  # 2^floor(log2(20/1))
+    assert vpt.resolve(shallow, K, backbone).length == 16  # 2^floor(log2(20/1))
     mlp = dataclasses.replace(sparse.recipe, location="mlp")
-    assert sparse.resolve(mlp, K, visual).fraction == K * D / (L * (2 * 512 * 128 + 512 + 128))
-    assert sparse.resolve(sparse.recipe, 10 ** 6, visual).fraction == 1.0  # more than every entry: all
+    assert sparse.resolve(mlp, K, backbone).fraction == K * D / (L * (2 * 512 * 128 + 512 + 128))
+    assert sparse.resolve(sparse.recipe, 10 ** 6, backbone).fraction == 1.0  # more than every entry: all
 
 
 def test_partial_trains_the_last_k_blocks(synthetic):
@@ -301,7 +306,7 @@ def test_every_block_attends_through_fused_attention_in_forward_and_backward(nam
     logits = model(torch.randn(2, 3, 32, 32))
     if logits.requires_grad:  # zero-shot trains nothing
         logits.sum().backward()
-    assert len(calls) == len(model.visual.transformer.resblocks)
+    assert len(calls) == len(model.visual.transformer.resblocks) + (len(model.text.blocks) if model.text else 0)
 
 
 # layer choice: (regime, layers) -> (the tuned blocks, trainable entries besides the head, resolved sizes), by hand
@@ -337,8 +342,7 @@ def test_layers_choose_the_tuned_blocks_and_the_automatic_sizes(name, layers, sy
     assert sum(p.numel() for n, p in model.trainable_parameters() if n.startswith("visual.")) == count
     tuned_sites = {i for i, b in enumerate(model.visual.transformer.resblocks) if getattr(b, "tuners", None)}
     assert tuned_sites == (blocks if ROWS[name].sites else set())
-    visual = create_clip("ltbench-tiny", "none").visual
-    assert regime.resolve(recipe, K, visual) == dataclasses.replace(recipe, **resolved)
+    assert regime.resolve(recipe, K, tiny_backbone()) == dataclasses.replace(recipe, **resolved)
 
 
 def test_layers_from_the_command_line_and_the_default():
@@ -368,14 +372,12 @@ def test_selected_blocks_follows_lift_plus(layers, blocks):
     ("adapter", (1, 1), r"adapter.layers lists a block twice \(1, 1\)"),
 ])
 def test_bad_layers_are_refused_before_training(name, layers, message):
-    visual = create_clip("ltbench-tiny", "none").visual
     regime = get_regime(name)
     with pytest.raises(ValueError, match=message):
-        regime.check(dataclasses.replace(regime.recipe, layers=layers), visual)
+        regime.check(dataclasses.replace(regime.recipe, layers=layers), tiny_backbone())
 
 
 def test_vpt_shallow_takes_no_layers():
-    visual = create_clip("ltbench-tiny", "none").visual
     vpt = get_regime("vpt")
     with pytest.raises(ValueError, match="vpt.depth=shallow prompts block 0 only but vpt.layers=2"):
-        vpt.check(dataclasses.replace(vpt.recipe, depth="shallow", layers=2), visual)
+        vpt.check(dataclasses.replace(vpt.recipe, depth="shallow", layers=2), tiny_backbone())
