@@ -20,6 +20,7 @@ from bench.fields import MAX_EPOCHS, field_help, number
 from bench.io import StorageError, write_atomic
 from bench.manifest import read_manifest, record_plan
 from bench.models import WeightsUnavailableError, create_clip
+from bench.models.timm_towers import IMAGENET_MODELS
 from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings
 from bench.overrides import OverrideError
 from bench.plan import ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, Plan, Selection, plan
@@ -52,9 +53,11 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
                        help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
     group.add_argument("--seeds", nargs="+", type=number(int, 0, MAX_SEED), default=[0],
                        help=f"training seeds, 0..{MAX_SEED} (splits do not depend on them)")
-    group.add_argument("--model", help=f"open_clip model name (default: {DEMO_MODEL}, the bundled demo CLIP, for "
-                                       f"a {DEMO_DATASET}-only run, else {DEFAULT_MODEL}; ltbench-tiny: tiny test "
-                                       f"model)")
+    group.add_argument("--model", help=f"open_clip model name (CLIP ViTs and ResNets: ViT-B-16, ViT-L-14-336, "
+                                       f"RN50, ...) or one of the references' ImageNet backbones through timm "
+                                       f"({', '.join(IMAGENET_MODELS)}); default: {DEMO_MODEL}, the bundled demo "
+                                       f"CLIP, for a {DEMO_DATASET}-only run, else {DEFAULT_MODEL}; ltbench-tiny: "
+                                       f"tiny test model")
     group.add_argument("--pretrained", help=f"open_clip pretrained tag, a local checkpoint file, '{BUNDLED}' (the "
                                             f"weights shipped with {DEMO_MODEL}) or 'none' for random weights "
                                             f"(default: {BUNDLED} for {DEMO_MODEL}, else {DEFAULT_PRETRAINED})")

@@ -42,6 +42,8 @@ def format_table(report: dict) -> str:
         lines.append(f"linear probe, an epoch after the first on {cached['images']:,} cached features: "
                      f"{cached['epoch_s']:.3f} s against {cached['backbone_forward_s']:.2f} s of backbone forward "
                      f"({cached['speedup']:.0f}× faster)")
+    lines += [f"{row['regime']}: not measured, {row['skipped']}" for row in report["rows"]
+              if row.get("skipped") and row["setting"] == "baseline"]
     if report.get("loader"):
         lines.append(format_loader(report["loader"]))
     return f"device: {report['device']}; measured matrix-product peak: {peaks}\n" + "\n".join(lines)
@@ -49,7 +51,8 @@ def format_table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="open_clip model (default: ViT-B-16 on GPU, ltbench-tiny on CPU)")
+    p.add_argument("--model", default=None, help="open_clip or ImageNet (in21k_vit_b16, in1k_rn50, ...) model (default: "
+                                                    "ViT-B-16 on GPU, ltbench-tiny on CPU)")
     p.add_argument("--regimes", nargs="+", default=list(REGIMES.names()))
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=128)

@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.data.base import ArrayImages, LongTailData
 from bench.data.cifar import cifar_lt_counts
 from bench.models import create_clip
-from bench.models.backbone import Backbone, input_size
+from bench.models.backbone import backbone_of, feature_dim, input_size
+from bench.models.towers import has_text_tower
 from bench.perf.loader import LoaderConfig, against_training, measure_loader
 from bench.registry import REGIMES, get_regime
 from bench.training.losses import make_loss
@@ -97,19 +98,31 @@ def matmul_peak_flops(device: torch.device, precision: str, size: int | None = N
 
 
 def _build(config: PerfConfig, regime_name: str, data: LongTailData, clip, device):
+    """The regime's model on a copy of the weights (regimes inject modules into the towers they are given), with
+    random class-prompt embeddings, or a random head init on a backbone without a text tower (the image inits
+    only change values, not cost). ValueError when the regime does not run on this backbone."""
     regime = get_regime(regime_name)
     recipe = dataclasses.replace(regime.recipe, epochs=1)
-    text = torch.randn(data.num_classes, clip.text_projection.shape[1])
-    # regimes inject modules into the tower they are given: each gets its own copy of the same weights
-    backbone = Backbone(config.model, copy.deepcopy(clip.visual), text, float(clip.logit_scale.detach().exp()))
+    clip = copy.deepcopy(clip)
+    text = None
+    if has_text_tower(clip.visual):
+        text = torch.randn(data.num_classes, clip.text_projection.shape[1])
+    elif recipe.classifier_init == "semantic":
+        recipe = dataclasses.replace(recipe, classifier_init="random")
+    backbone = backbone_of(clip, config.model, data.classnames, text, regime.uses_text_tower(recipe))
+    regime.check(recipe, backbone)
     torch.manual_seed(0)
     return regime, recipe, regime.build(backbone, data, recipe).to(device)
 
 
 def measure_regime(config: PerfConfig, regime_name: str, setting: Setting, data: LongTailData, clip,
                    device: torch.device, peaks: dict[str, float]) -> dict:
-    """One row of the table: the regime under one setting."""
-    regime, recipe, model = _build(config, regime_name, data, clip, device)
+    """One row of the table: the regime under one setting (only `skipped`, the reason, when the regime does
+    not run on this backbone)."""
+    try:
+        regime, recipe, model = _build(config, regime_name, data, clip, device)
+    except ValueError as exc:
+        return {"regime": regime_name, "setting": setting.name, "skipped": str(exc)}
     precision = resolve_precision(setting.precision, device)
     autocast = autocast_factory(device, precision)
     size = input_size(model.visual)
@@ -160,7 +173,7 @@ def cached_probe_epoch(config: PerfConfig, data: LongTailData, clip, device: tor
     against the backbone forward over the same images that it replaces."""
     regime, recipe, model = _build(config, "linear_probe", data, clip, device)
     precision = resolve_precision("auto", device)
-    n, dim = config.probe_images, model.visual.ln_post.normalized_shape[0]
+    n, dim = config.probe_images, feature_dim(model.visual)
     features = torch.randn(n, dim, device=device)
     labels = torch.randint(0, data.num_classes, (n,), device=device)
     optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)

@@ -51,3 +51,17 @@ def test_bad_names_and_a_missing_loader_split_stop_with_a_clear_error_before_mea
                  "--json", str(out)]) == 2
     printed = capsys.readouterr()
     assert f"split file not found: {missing}" in printed.err and "regime" not in printed.out and not out.exists()
+
+
+def test_a_backbone_measures_what_runs_on_it_and_names_what_does_not(tmp_path, capsys):
+    """On a ResNet without text tower: the probe is measured (random head init, no text embeddings), the text
+    side and ViT-only regimes are rows that say why they were not."""
+    out = tmp_path / "perf.json"
+    assert main(["--model", "in1k_rn50", "--regimes", "linear_probe", "lora", "coop", "--num-classes", "4",
+                 "--batch-size", "2", "--eval-batch-size", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--probe-images", "8", "--loader-images", "4", "--loader-workers", "0", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = {(r["regime"], r["setting"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows[("linear_probe", "ltbench")]["train_img_s"] > 0
+    assert "lora needs a ViT tower: in1k_rn50 is a ResNet" in rows[("lora", "ltbench")]["skipped"]
+    assert "coop: not measured, the text-encoder classifier needs a CLIP text tower" in printed
