@@ -10,6 +10,7 @@ from tests.conftest import REPO
 def test_shipped_grids_load_and_expand():
     sizes = {p.stem: len(load_grid(p).points()) for p in (REPO / "grids").glob("*.yaml")}
     assert sizes["lift_plus_components"] == 16 and sizes["sparse_fraction"] == 20
+    assert sizes["losses"] == 3 * 7 and sizes["coop_context"] == 5 * 3 and sizes["text_tower"] == 2
     selection = Selection(datasets=("synthetic_lt",), seeds=(0, 1), regimes=("lift_plus",),
                           grids=(str(REPO / "grids" / "lift_plus_components.yaml"),))
     planned = plan(selection, Runtime())
