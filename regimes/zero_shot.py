@@ -21,9 +21,9 @@ class ZeroShot(Regime):
     def check(self, recipe, backbone):
         if not has_text_tower(backbone.visual):
             raise ValueError(needs_text_tower("zero_shot", backbone.name, "use a CLIP model (such as ViT-B-16 or RN50)"))
-        if recipe.classifier != "cosine":
-            raise ValueError(f"zero_shot classifies with the frozen class-prompt embeddings; "
-                             f"classifier={recipe.classifier} does not apply: leave zero_shot.classifier unset")
+
+    def uses_text_tower(self, recipe):
+        return False  # the frozen class-prompt embeddings are all it needs, whatever `classifier` says
 
     def make_head(self, backbone, data, recipe):
         return ZeroShotHead(backbone.image_projection, backbone.text_embeddings, backbone.logit_scale)

@@ -150,7 +150,6 @@ def test_text_tower_peft_trains_the_text_blocks(b32):
     ("lift_plus", {"classifier": "text", "classifier_init": "class_mean"},
      r"classifier=text is the text encoder on the class prompts.*leave lift_plus.classifier_init at semantic"),
     ("linear_probe", {"classifier": "text"}, r"linear_probe with classifier=text trains nothing"),
-    ("zero_shot", {"classifier": "text"}, r"zero_shot classifies with the frozen class-prompt embeddings"),
 ])
 def test_text_side_settings_that_cannot_work_are_refused(regime, changes, message):
     r = get_regime(regime)
