@@ -126,13 +126,13 @@ def _show(value, short: bool) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _labels(regime: str, recipes: dict[str, dict]) -> dict[str, str]:
-    """Per recipe key, the regime plus the fields in which its recipe differs from the regime's other ones,
-    e.g. `linear_probe [epochs=2]`; the bare regime name when it has one recipe."""
-    if len(recipes) == 1:
-        return {key: regime for key in recipes}
+def _labels(regime: str, recipes: dict[str, dict], always: tuple[str, ...] = ()) -> dict[str, str]:
+    """Per recipe key, the regime plus the fields in which its recipe differs from the regime's other ones and
+    the fields `always` shown, e.g. `linear_probe [epochs=2]`; the bare regime name when that leaves none."""
     fields = sorted({name for flat in recipes.values() for name in flat
-                     if len({json.dumps(f.get(name), sort_keys=True) for f in recipes.values()}) > 1})
+                     if len({json.dumps(f.get(name), sort_keys=True) for f in recipes.values()}) > 1} | set(always))
+    if not fields:
+        return {key: regime for key in recipes}
     short = {name: name.rsplit(".", 1)[-1] for name in fields}
     names = {name: s if list(short.values()).count(s) == 1 else name for name, s in short.items()}
     for cut in (True, False):  # full values if cutting them made two labels equal
@@ -150,10 +150,12 @@ def _rows(table: pd.DataFrame, identities: list[dict], main_ids: set[str]) -> li
     keys = [json.dumps(flat, sort_keys=True, default=str) for flat in identities]
     labels: dict[tuple, str] = {}
     finished = table.status == "ok"
+    # a run folder holding several backbones names the backbone in every row
+    always = tuple(f for f in ("model", "pretrained") if table.loc[finished, f].nunique(dropna=False) > 1)
     for pool in (finished, finished & table.job_id.isin(main_ids)):
         for (dataset, regime), rows in table[pool].groupby(["dataset", "regime"]):
             recipes = {keys[i]: identities[i] for i in rows.index}
-            labels.update({(dataset, key): label for key, label in _labels(str(regime), recipes).items()})
+            labels.update({(dataset, key): label for key, label in _labels(str(regime), recipes, always).items()})
     return [labels.get((d, k), str(r)) for d, r, k in zip(table.dataset, table.regime, keys)]
 
 

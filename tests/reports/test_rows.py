@@ -110,6 +110,20 @@ def test_two_recipes_stay_apart_in_a_folder_without_manifest(two_recipes, tmp_pa
     assert "no manifest.json" in page and "linear_probe [epochs=1]" in page
 
 
+def test_a_run_folder_of_several_backbones_names_the_backbone_in_every_row(tmp_path):
+    """One --out filled by invocations with different --model: no row may hide which backbone it ran on."""
+    tiny = [result("linear_probe"), result("lift_plus", loss="focal"), result("lift_plus", loss="la")]
+    rn50 = result("ssf")
+    rn50["config"]["model"] = "RN50"
+    rn50["job_id"] = "f" * 16
+    write_jobs(tmp_path, tiny + [rn50])
+    plan(tmp_path, tiny + [rn50])
+    assert set(rows(load_run(tmp_path))) == {
+        ("synthetic_lt", "linear_probe [model=ltbench-tiny]"), ("synthetic_lt", "ssf [model=RN50]"),
+        ("synthetic_lt", "lift_plus [model=ltbench-tiny, loss=focal]"),
+        ("synthetic_lt", "lift_plus [model=ltbench-tiny, loss=la]")}
+
+
 def test_stale_results_and_results_of_no_plan_are_left_out_unless_all(tmp_path):
     old = [result("linear_probe", seed, few=5.0) for seed in (0, 1)]
     new = [result("linear_probe", 0, fingerprint="b" * 64, few=30.0)]
