@@ -21,6 +21,7 @@ from bench.manifest import ManifestError
 from .figures import DATASET_FIGURES, RUN_FIGURES, grid_heatmap, grid_paired_tests, stats_by_row
 from .load import Run, load_run
 from .markdown import interval_text, row_interval, run_markdown
+from .published import TOLERANCE, compare, coverage
 from .verdict import verdict
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,18 @@ def _titled(table: pd.DataFrame, columns: list) -> str:
     """`table` under its columns' titles, the best value per data set marked."""
     renamed = table.rename(columns={"row": "regime", **{c: t for c, t, _ in columns}})
     return html_table(renamed, {t: h for _, t, h in columns if h is not None}, group="dataset")
+
+
+def published_section(run: Run) -> str:
+    """The run's rows against the papers' numbers (reports.published); empty when the run has no main row."""
+    table = compare(run)
+    if table.empty:
+        return ""
+    return (f"<h2>Published numbers</h2><p>Each row against the number the LIFT or LIFT+ paper published for its "
+            f"data set, regime and backbone (open_clip name and weights), from reports/published_numbers.csv with "
+            f"the source of each: measured is the mean over the row's seeds, difference = measured − published, "
+            f"pass within ±{TOLERANCE:g} points. A row whose recipe, activation or data options are not the "
+            f"paper's says what differs instead. {html.escape(coverage())}</p>" + html_table(table))
 
 
 def _cell(value, fmt="{:.2f}") -> tuple[str, str]:
@@ -196,6 +209,7 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
                                          run, grid) for grid in run.grids}
     tail = _attempt(problems, "tail-class tables", worst_tail_classes, run) or ""
     settings = _attempt(problems, "the hyper-parameter table", hyperparameters, run)
+    published = _attempt(problems, "the published-numbers table", published_section, run) or ""
     parts = [f"<h1>ltbench report: {html.escape(run_dir.name)}</h1>",
              f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
              f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
@@ -220,6 +234,7 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
                      "accuracies (0 % counted as 0.001 %), their geometric mean (0 when a class is at 0 %), "
                      "macro-F1 and the error rate (%).</p>")
         parts.append(_titled(summary_table(run, BALANCED, []), BALANCED))
+    parts.append(published)
     if settings is not None and not settings.empty:
         parts.append("<h2>Hyper-parameters and where they come from</h2>" + html_table(settings))
     section = None

@@ -1,5 +1,5 @@
 """Long-tail data sets by name; importing this package registers them all."""
-from . import cifar, demo, split_files, synthetic  # noqa: F401  (registration)
+from . import cifar, demo, split_files, synthetic, user_data  # noqa: F401  (registration)
 from .base import DataError, LongTailData
 from .groups import ClassGroups
 from .checks import check_images
