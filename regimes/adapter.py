@@ -52,6 +52,7 @@ class SequentialAdapter(BlockRegime):
     """A bottleneck adapter (own LayerNorm, zero up projection) on each tuned block's MLP output: h + adapter(h)."""
 
     summary = "sequential adapter after each MLP + classifier"
+    injects = True
     recipe = AdapterRecipe()
 
     def resolve(self, recipe, num_classes, backbone):

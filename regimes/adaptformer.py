@@ -25,6 +25,7 @@ class AdaptFormer(BlockRegime):
     """
 
     summary = "AdaptFormer (parallel bottleneck) + classifier"
+    injects = True
     recipe = AdaptFormerRecipe()
 
     def resolve(self, recipe, num_classes, backbone):

@@ -13,7 +13,7 @@ from bench.models import Backbone, LongTailModel, make_classifier
 from bench.models.heads import TextClassifier
 from bench.models.backbone import needs_text_tower
 from bench.models.towers import has_text_tower, is_resnet, tower_blocks
-from bench.models.tunable_block import tunable_blocks
+from bench.models.tunable_block import tunable_blocks, unsupported_block
 from bench.registry import REGIMES
 from bench.training.recipe import Recipe
 
@@ -158,6 +158,7 @@ class BlockRegime(Regime):
 
     recipe: ClassVar[Recipe] = LayersRecipe()
     text_size: ClassVar[int] = 4  # LIFT-plus's l.lora_dim, l.adapter_dim, l.adaptformer_dim (no automatic size)
+    injects: ClassVar[bool] = False  # attaches modules at TunableBlock sites (or reads its projections)
 
     def tower(self, recipe: Recipe, holder) -> nn.Module:
         """The tower the recipe tunes, of a Backbone or a LongTailModel."""
@@ -186,6 +187,13 @@ class BlockRegime(Regime):
             raise ValueError(f"{self.name}.tower=text tunes the text tower, which reaches the logits only through "
                              f"the text-encoder classifier: add --set {self.name}.classifier=text")
         tower = self.tower(recipe, backbone)
+        problem = self.injects and not is_resnet(tower) and next(
+            filter(None, (unsupported_block(block) for block in tower_blocks(tower))), None)
+        if problem:
+            able = ", ".join(n for n in REGIMES.names() if issubclass(REGIMES.get(n), BlockRegime)
+                             and not REGIMES.get(n).injects)
+            raise ValueError(f"{self.name} cannot act on the blocks of {backbone.name}: {problem}; regimes that train "
+                             f"any block's own tensors: {able}")
         if is_resnet(tower) and recipe.layers is not None:
             raise ValueError(f"{self.name}.layers={recipe.layers} on {tower.name}: on a ResNet LIFT-plus's regimes "
                              f"act on all residual blocks (its *_layers do not apply); leave {self.name}.layers unset")

@@ -40,6 +40,7 @@ class LoRARegime(BlockRegime):
     """
 
     summary = "LoRA on q and v + classifier"
+    injects = True
     recipe = LoRARecipe()
 
     def resolve(self, recipe, num_classes, backbone):

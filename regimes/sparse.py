@@ -62,6 +62,7 @@ class SparseFineTuning(BlockRegime):
     "arbitrary fine-tuning"); each tensor's mask comes from a generator seeded with `mask_seed`."""
 
     summary = "random fraction of block weight entries + classifier"
+    injects = True
     recipe = SparseRecipe()
 
     def resolve(self, recipe, num_classes, backbone):

@@ -26,6 +26,7 @@ class SSF(BlockRegime):
     ResNet one scale-shift on the pooled feature (LIFT-plus)."""
 
     summary = "scale-shift after each projection + classifier"
+    injects = True
     runs_on_resnet = True
 
     def adapt(self, model, data, recipe):

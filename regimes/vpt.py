@@ -37,6 +37,7 @@ class VisualPromptTuning(BlockRegime):
     text_size = 2  # LIFT-plus's l.pt_len
 
     summary = "visual prompt tokens (deep or shallow) + classifier"
+    injects = True
     recipe = VPTRecipe()
 
     def blocks(self, recipe, tower):
@@ -53,9 +54,14 @@ class VisualPromptTuning(BlockRegime):
             return recipe
         return replace(recipe, length=self.automatic_size(recipe, num_classes, prompted))
 
+    def check(self, recipe, backbone):
+        super().check(recipe, backbone)
+        pool = getattr(self.tower(recipe, backbone), "pool_type", "tok") if recipe.tower == "image" else "tok"
+        if pool != "tok":
+            raise ValueError(f"vpt inserts prompts after the CLS token whose output is the feature; {backbone.name} "
+                             f"pools its tokens ({pool!r}), so the prompts would enter the feature itself: use "
+                             f"another regime on this model")
+
     def adapt(self, model, data, recipe):
-        tower = self.tower(recipe, model)
-        if recipe.tower == "image" and getattr(tower, "pool_type", "tok") != "tok":
-            raise ValueError("vpt needs a tower that pools the CLS token (pool_type 'tok')")
-        for block in self.tuned_blocks(recipe, tower):
+        for block in self.tuned_blocks(recipe, self.tower(recipe, model)):
             block.attach("tokens", Prompt(recipe.length, block.width))

@@ -12,6 +12,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
+from open_clip.timm_model import TimmModel
 from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 from torch import nn
@@ -67,9 +68,17 @@ def input_mean_std(visual: nn.Module) -> tuple[tuple[float, ...], tuple[float, .
 
 
 def _supported_tower(visual: nn.Module, model_name: str) -> nn.Module:
-    """open_clip's ViT as it is, its ModifiedResNet wrapped in a ResNetTower; other towers are refused."""
+    """open_clip's ViT as it is, its ModifiedResNet wrapped in a ResNetTower, a timm image tower (SigLIP, EVA-02)
+    as the Tower of its family when it needs no projection head; other towers are refused."""
     if isinstance(visual, ModifiedResNet):
         return ResNetTower(model_name, visual, visual.output_dim, visual.image_size, *input_mean_std(visual), clip=True)
+    if isinstance(visual, TimmModel):
+        if any(True for _ in visual.head.parameters()):
+            raise ValueError(f"{model_name}: its timm image tower reaches the joint space through a trained head "
+                             f"({type(visual.head).__name__}), which ltbench's classifiers do not read; use a model "
+                             f"whose tower outputs the joint embedding (SigLIP, EVA-02) or a plain timm/ model")
+        size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
+        return timm_towers.tower(model_name, visual.trunk, size, *input_mean_std(visual), clip=True)
     needed = ("_embeds", "transformer", "_pool", "ln_post", "proj")
     if not all(hasattr(visual, n) for n in needed) or not hasattr(visual.transformer, "resblocks"):
         raise ValueError(f"{model_name}: ltbench needs an open_clip VisionTransformer or ModifiedResNet image "
@@ -163,7 +172,7 @@ def _create_model(model_name: str, pretrained: str | None, quick_gelu: bool) -> 
 
 def model_names() -> list[str]:
     """Every model name ltbench accepts: open_clip's and the reference's ImageNet backbones."""
-    return open_clip.list_models() + list(IMAGENET_MODELS)
+    return open_clip.list_models() + list(IMAGENET_MODELS) + [f"{timm_towers.TIMM_PREFIX}<timm model>"]
 
 
 def _create_imagenet(model_name: str, pretrained: str | None, quick_gelu: bool | None) -> nn.Module:
@@ -185,7 +194,7 @@ def _create_imagenet(model_name: str, pretrained: str | None, quick_gelu: bool |
         raise WeightsUnavailableError(
             f"{pretrained!r} is neither a timm weights tag of {model_name} nor an existing file; tags: "
             f"{', '.join(tags)} ({', '.join(timm_towers.REFERENCE_ALIASES)}: the reference's, "
-            f"{IMAGENET_MODELS[model_name].tag}); or give a checkpoint path, or 'none'")
+            f"{timm_towers.spec_of(model_name).tag}); or give a checkpoint path, or 'none'")
     try:
         return timm_towers.build(model_name, tag=tag)
     except Exception as exc:  # the hub's errors differ offline, without network, with a partial cache
@@ -196,7 +205,7 @@ def create_clip(model_name: str, pretrained: str | None, quick_gelu: bool | None
     """An fp32 open_clip CLIP model on CPU in eval mode with the activation of `uses_quick_gelu`, its image tower
     supported by ltbench (`visual`: a ViT as it is, a ResNet as a ResNetTower); for an ImageNet backbone a model
     with only `visual`. Clear errors for unknown names and missing weights."""
-    if model_name in IMAGENET_MODELS:
+    if timm_towers.is_timm_model(model_name):
         return _create_imagenet(model_name, pretrained, quick_gelu).float().eval()
     if model_name not in open_clip.list_models():
         raise UnknownNameError("model", model_name, model_names())
@@ -295,7 +304,7 @@ def _weights_source(model_name: str, pretrained: str | None, seed: int) -> str:
     if path.is_file():
         stat = path.stat()
         return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    return f"tag:{timm_towers.resolved_tag(model_name, tag) if model_name in IMAGENET_MODELS else tag}"
+    return f"tag:{timm_towers.resolved_tag(model_name, tag) if timm_towers.is_timm_model(model_name) else tag}"
 
 
 def cached_text_embeddings(clip_model: nn.Module, model_name: str, pretrained: str | None, classnames: list[str],

@@ -53,29 +53,31 @@ class ResNetTower(Tower):
 
 
 class ViTTower(Tower):
-    """A timm VisionTransformer without classifier: feature = the CLS token after the final norm."""
+    """A timm ViT-family trunk (VisionTransformer, Eva; alone or as an open_clip model's image tower) without
+    classifier. Its feature is what the family's own classifier reads, the trunk's pre-logits: per its
+    `global_pool`, the CLS token after the final norm (`token`: CLIP-style ViTs, DINOv2, EVA-02), the patch average
+    (`avg`) or the attention-pool latent (`map`: SigLIP)."""
 
     kind = "vit"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        trunk = self.trunk
-        if trunk.num_prefix_tokens != 1 or trunk.no_embed_class or trunk.global_pool != "token":
-            raise ValueError(f"{self.name}: ltbench needs a timm ViT with one CLS token that it pools (no register "
-                             f"tokens, position embedding on CLS too)")
 
     @property
     def blocks(self) -> nn.Sequential:
         return self.trunk.blocks
 
     @property
+    def num_prefix(self) -> int:
+        """Tokens before the patches: CLS and register tokens (0 for SigLIP)."""
+        return self.trunk.num_prefix_tokens
+
+    @property
     def num_tokens(self) -> int:
-        """CLS + patches: the tokens that are not prompts."""
-        return self.trunk.pos_embed.shape[1]
+        """Prefix tokens + patches: the tokens that are not prompts."""
+        return self.num_prefix + self.trunk.patch_embed.num_patches
 
     @property
     def pool_type(self) -> str:
-        return "tok"  # in open_clip's terms: the feature is the CLS token
+        """open_clip's terms: "tok" when the feature is the CLS token, else timm's pooling (avg, map)."""
+        return "tok" if self.trunk.global_pool == "token" else self.trunk.global_pool
 
 
 def tower_blocks(visual: nn.Module) -> nn.Module:

@@ -63,15 +63,20 @@ def projections(block: nn.Module) -> dict[str, tuple[nn.Module, str, str]]:
             "mlp_out": (getattr(mlp, layout.mlp_out), "weight", "bias")}
 
 
-def _check_plain_timm_block(block: nn.Module) -> None:
-    """TunableBlock recomputes timm's plain ViT Block only: no qk-norm, attention norm or gate, a plain MLP."""
+def unsupported_block(block: nn.Module) -> str | None:
+    """Why TunableBlock cannot recompute `block`, or None: it takes open_clip's block and timm's plain ViT Block
+    only (fused qkv, no qk-norm, attention norm or gate, a plain fc1-act-fc2 MLP; not EVA's rope/SwiGLU block)."""
+    if isinstance(block, TunableBlock) or layout_of(block) is not TIMM:
+        return None
     attn, mlp = block.attn, block.mlp
-    extras = [f"attn.{n}" for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n), nn.Identity)]
+    extras = [f"attn.{n}" for n in ("q_norm", "k_norm", "norm")
+              if not isinstance(getattr(attn, n, nn.Identity()), nn.Identity)]
     extras += ["attn.gate"] if getattr(attn, "gate", None) is not None else []
     extras += ["mlp.norm"] if not isinstance(getattr(mlp, "norm", nn.Identity()), nn.Identity) else []
-    if extras or not hasattr(attn, "qkv") or not hasattr(mlp, "fc1"):
-        raise ValueError(f"ltbench's TunableBlock takes timm's plain ViT Block (fused qkv, fc1-act-fc2 MLP); this "
-                         f"{type(block).__name__} has {', '.join(extras) or 'another attention or MLP'}")
+    if extras or not hasattr(attn, "qkv") or not hasattr(mlp, "fc1") or not hasattr(block, "ls1"):
+        return (f"ltbench's TunableBlock takes timm's plain ViT Block (fused qkv, fc1-act-fc2 MLP); this "
+                f"{type(block).__name__} has {', '.join(extras) or 'another attention or MLP'}")
+    return None
 
 
 class Residual(nn.Module):
@@ -86,16 +91,20 @@ class Residual(nn.Module):
 
 
 class TunableBlock(Attachable):
-    def __init__(self, block: nn.Module, batch_first: bool, num_tokens: int, causal: bool = False):
+    def __init__(self, block: nn.Module, batch_first: bool, num_tokens: int, causal: bool = False,
+                 num_prefix: int = 1):
         super().__init__()
         self.layout = layout = layout_of(block)
         if layout is TIMM:
-            _check_plain_timm_block(block)
+            problem = unsupported_block(block)
+            if problem:
+                raise ValueError(problem)
         for name in (layout.norm_1, "attn", layout.scale_1, layout.norm_2, "mlp", layout.scale_2):
             setattr(self, name, getattr(block, name))
         self.batch_first = batch_first
         self.num_tokens = num_tokens  # CLS + patches (or the text's context length): the tokens that are not prompts
         self.causal = causal  # a text block: causal attention at whatever length prompts make the sequence
+        self.num_prefix = num_prefix  # CLS (and register) tokens, or SOT: prompt tokens go after them
         self.tuners = Sites(SITES)
 
     def _part(self, role: str) -> nn.Module:
@@ -134,7 +143,8 @@ class TunableBlock(Attachable):
 
     def _insert_tokens(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.tuners["tokens"](x)
-        return torch.cat([x[:, :1], tokens, x[:, -(self.num_tokens - 1):]], dim=1)
+        prefix = self.num_prefix
+        return torch.cat([x[:, :prefix], tokens, x[:, x.shape[1] - (self.num_tokens - prefix):]], dim=1)
 
     def forward(self, q_x: torch.Tensor, k_x=None, v_x=None, attn_mask: torch.Tensor | None = None):
         x = q_x if self.batch_first else q_x.transpose(0, 1)
@@ -155,12 +165,12 @@ def tunable_blocks(visual: nn.Module) -> list[TunableBlock]:
     if all(isinstance(block, TunableBlock) for block in tower_blocks(visual)):
         return list(tower_blocks(visual))
     if isinstance(visual, Tower):  # timm's ViT
-        batch_first, num_tokens = True, visual.num_tokens
+        batch_first, num_tokens, num_prefix = True, visual.num_tokens, visual.num_prefix
     else:
         batch_first = getattr(visual.transformer, "batch_first", True)
-        num_tokens = visual.positional_embedding.shape[0]
+        num_tokens, num_prefix = visual.positional_embedding.shape[0], 1
     blocks = tower_blocks(visual)
     for i, block in enumerate(blocks):
         if not isinstance(block, TunableBlock):
-            blocks[i] = TunableBlock(block, batch_first, num_tokens)
+            blocks[i] = TunableBlock(block, batch_first, num_tokens, num_prefix=num_prefix)
     return list(blocks)
