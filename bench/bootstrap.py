@@ -1,5 +1,6 @@
-"""Seeded percentile bootstrap intervals: of one job's accuracies over its test images, and of a row's mean over
-its seeds. A fixed seed makes the same results give the same intervals."""
+"""Seeded percentile bootstrap intervals: of one job's accuracies over its test images, of a row's mean over its
+seeds, and of the difference of two rows over the test classes they share. A fixed seed makes the same results
+give the same intervals."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,3 +42,10 @@ def seed_interval(values, resamples: int = RESAMPLES, seed: int = SEED, level: f
         return None
     draws = np.random.default_rng(seed).choice(values, size=(resamples, len(values)))
     return percentile_interval(draws.mean(axis=1), level)
+
+
+def paired_interval(a, b, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> list[float] | None:
+    """Interval of mean(a − b) over units (e.g. test classes) that both a and b measured: each draw takes the
+    same units for both, so what they share (a hard class is hard for both) cancels instead of widening the
+    interval. Units either lacks are left out; None with fewer than two left."""
+    return seed_interval(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), resamples, seed, level)

@@ -17,13 +17,15 @@ from tqdm import tqdm
 from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, check_images, dataset_config
 from bench.fields import MAX_EPOCHS, field_help, number
+from bench.grids import METRICS
 from bench.io import StorageError, write_atomic
 from bench.manifest import read_manifest, record_plan
 from bench.models import WeightsUnavailableError, create_clip
 from bench.models.timm_towers import IMAGENET_MODELS
 from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings
 from bench.overrides import OverrideError
-from bench.plan import ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, Plan, Selection, plan
+from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, SELECTION_FILE, Plan,
+                        Selection, plan)
 from bench.protocols import PROTOCOLS, REFERENCE
 from bench.job_result import JobOutcome
 from bench.registry import REGIMES, UnknownNameError, get_regime
@@ -80,6 +82,14 @@ def _recipe_options(parser: argparse.ArgumentParser) -> None:
                             "lift_plus.tte=false lora.rank=8 imagenet_lt.split_dir=/data/ImageNet_LT; "
                             f"{ALL_REGIMES}.FIELD=VALUE sets FIELD in every selected regime that has it; grid "
                             "points take them too, except for the fields their grid varies (see list)")
+    group.add_argument("--select", action="append", default=[], metavar="FIELD=V1,V2,...",
+                       help="model selection: each selected regime that has FIELD runs once per value (per "
+                            "combination when repeated for several fields), and the report names, per data set, "
+                            "regime and seed, the value best on the validation split with its test numbers, beside "
+                            "the value choosing on test would have picked; every data set needs a validation split "
+                            "(e.g. --set cifar100_lt.val_fraction=0.1, --set imagenet_lt.val_list=val.txt)")
+    group.add_argument("--select-metric", default="mean_class_acc", choices=METRICS,
+                       help="the validation metric --select picks on")
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +172,7 @@ def selection_of(args: argparse.Namespace) -> Selection:
     return Selection(datasets=tuple(args.datasets), regimes=tuple(args.regimes or ()), grids=tuple(args.grid),
                      model=args.model, pretrained=args.pretrained, seeds=tuple(args.seeds), epochs=args.epochs,
                      imbalance_ratio=args.imbalance_ratio, protocol=args.protocol, quick_gelu=args.quick_gelu,
-                     overrides=tuple(args.overrides))
+                     overrides=tuple(args.overrides), select=tuple(args.select), select_metric=args.select_metric)
 
 
 def _type_text(annotation: Any) -> str:
@@ -232,7 +242,8 @@ def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
             get_regime(regime).check(recipe, backbone_of(clip_model, model, [], text_tower=text_tower))
         if device is None or cache is None or pretrained.strip().lower() in RANDOM_WEIGHTS:
             continue  # random weights differ per seed: each job draws its own
-        for config in dict.fromkeys(job.dataset_config for job in mine):
+        prompted = [job for job in mine if get_regime(job.regime).needs_text_embeddings(job.recipe)]
+        for config in dict.fromkeys(job.dataset_config for job in prompted):
             data = build_dataset(config, runtime.data_root, runtime.download)
             cached_text_embeddings(clip_model, model, pretrained, data.classnames, device, cache,
                                    quick_gelu=quick_gelu)
@@ -359,6 +370,8 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
                         command=["run_bench.py", *argv])
             for name, record in run_plan.grids.items():
                 write_atomic(store.run_dir / "grids" / f"{name}.json", record)
+            if run_plan.selection is not None:
+                write_atomic(store.run_dir / SELECTION_FILE, run_plan.selection)
     except (UnknownNameError, OverrideError) as exc:
         parser.error(str(exc))
     except (DataError, WeightsUnavailableError, StorageError, ValueError) as exc:

@@ -57,14 +57,14 @@ def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext)
     transform = (train_transform("none", size, 1, mean, std) if view == "train"
                  else test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand))
     batch = max(1, ctx.job.runtime.eval_batch_size // (5 if view == "tte" else 1))
-    loader = make_loader(data.test if split == "test" else data.train, transform, batch, shuffle=False,
+    loader = make_loader(data.splits[split], transform, batch, shuffle=False,
                          seed=ctx.job.seed, workers=ctx.workers, pin_memory=ctx.device.type == "cuda")
     features, labels = extract_features(model, loader, ctx.device, autocast_factory(ctx.device, ctx.precision))
     return {"features": features, "labels": labels}
 
 
 def features(model: LongTailModel | PretrainedTower, data, split: str, view: str, ctx: JobContext) -> dict:
-    """{"features": N×crops×D, "labels": N} of `split` ("train" or "test") through `model` seen through `view`.
+    """{"features": N×crops×D, "labels": N} of `split` ("train", "test" or "val") through `model` seen through `view`.
 
     A frozen tower's features (a PretrainedTower's always) come from the run's cache; a tower that trains is
     read afresh."""

@@ -33,7 +33,8 @@ class Grid:
         return [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())]
 
 
-def _text(value) -> str:
+def value_text(value) -> str:
+    """A value as --set writes it (YAML reads `true` as a bool)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -62,12 +63,12 @@ def load_grid(path: str | Path) -> Grid:
 def recipe_for(grid: Grid, point: dict, base=None):
     """The point's recipe: its axes applied to `base` (default: the regime's own recipe)."""
     regime = REGIMES.get(point["regime"])
-    changes = {k: _text(v) for k, v in point.items() if k != "regime"}
+    changes = {k: value_text(v) for k, v in point.items() if k != "regime"}
     return apply_overrides(base or regime.recipe, changes, f"grid {grid.name} ({point['regime']})")
 
 
 def grid_record(grid: Grid, members: list[tuple[dict, str, str, int]]) -> str:
     """JSON for runs/NAME/grids/<name>.json: the axes and, per point, data set, seed and job id."""
     return json.dumps({**dataclasses.asdict(grid), "jobs": [
-        {"point": {k: _text(v) for k, v in point.items()}, "dataset": dataset, "job_id": job_id, "seed": seed}
+        {"point": {k: value_text(v) for k, v in point.items()}, "dataset": dataset, "job_id": job_id, "seed": seed}
         for point, dataset, job_id, seed in members]}, indent=1)

@@ -1,18 +1,21 @@
 """Planning: what a run asks for (`Selection`) expanded into the jobs it runs (`Plan`), every recipe resolved.
 
 A job's recipe is its regime's defaults, then the protocol's values, then `--set` (`all.FIELD`, then
-`REGIME.FIELD`) and `--epochs`; a grid point's own values win over all of these for the fields its grid varies.
-Each job records where every value that is not a default came from (`hparam_sources`), for the report.
+`REGIME.FIELD`) and `--epochs`; a grid point's own values win over all of these for the fields its grid varies,
+and so do a selection candidate's (`--select FIELD=v1,v2`: each regime's main job becomes one job per candidate,
+picked later on the validation split, see reports.selection). Each job records where every value that is not a
+default came from (`hparam_sources`), for the report.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.data import DATASETS, dataset_config
-from bench.grids import Grid, grid_record, load_grid, recipe_for
+from bench.grids import METRICS, grid_record, load_grid, value_text
 from bench.job_result import recipe_id
 from bench.manifest import ManifestJob, dataset_key
 from bench.models.backbone import BUNDLED, DEMO_MODEL, uses_quick_gelu
@@ -24,6 +27,7 @@ from bench.training.recipe import Recipe
 
 ALL_REGIMES = "all"  # --regimes all; --set all.FIELD=VALUE: every selected regime that has FIELD
 DEMO_DATASET = "demo_lt"
+SELECTION_FILE = "selection.json"  # in the run folder: the --select candidates and the metric that picks
 DEFAULT_MODEL, DEFAULT_PRETRAINED = "ViT-B-16", "openai"
 
 Overrides = dict[str, dict[str, str]]  # scope -> field -> value as written, from parse_assignments
@@ -45,6 +49,8 @@ class Selection:
     protocol: str = REFERENCE.name
     quick_gelu: bool | None = None  # None: the activation the weights were trained with
     overrides: tuple[str, ...] = ()  # --set SCOPE.FIELD=VALUE
+    select: tuple[str, ...] = ()  # --select FIELD=V1,V2,...: candidates picked on the validation split
+    select_metric: str = "mean_class_acc"  # --select-metric: the validation metric that picks
 
     def __post_init__(self):
         if self.model is None:
@@ -65,11 +71,13 @@ class Selection:
 @dataclass(frozen=True)
 class Plan:
     """The jobs of a run (equal jobs once), its grids (name -> the JSON record for the run folder) and the ids
-    of its main jobs (a regime's own recipe from --regimes, not only a grid variant)."""
+    of its main jobs (a regime's own recipe from --regimes, not only a grid variant; every --select candidate
+    is one), and the JSON record of its --select candidates for the run folder (None without --select)."""
 
     jobs: list[Job]
     grids: dict[str, str]
     main_ids: set[str]
+    selection: str | None = None
 
     @property
     def manifest(self) -> list[ManifestJob]:
@@ -102,6 +110,35 @@ def _checked_overrides(selection: Selection, regimes: list[str]) -> Overrides:
         if not any(name in _recipe_fields(regime) for regime in regimes):
             raise OverrideError(f"--set {ALL_REGIMES}.{name}: no selected regime has a setting {name!r}")
     return overrides
+
+
+def _selection_axes(selection: Selection, regimes: list[str]) -> dict[str, list[str]]:
+    """--select parsed into field -> candidate values as written, each field one of some selected regime's."""
+    if selection.select_metric not in METRICS:
+        raise OverrideError(f"--select-metric {selection.select_metric!r} is not one of {', '.join(METRICS)}")
+    axes: dict[str, list[str]] = {}
+    valid = sorted(set().union(*(_recipe_fields(regime) for regime in regimes)))
+    for item in selection.select:
+        name, sep, values = (part.strip() for part in item.partition("="))
+        candidates = [value.strip() for value in values.split(",") if value.strip()]
+        if not sep or not name or not candidates:
+            raise OverrideError(f"--select {item!r}: expected FIELD=VALUE1,VALUE2,... (e.g. lr=0.005,0.01,0.02)")
+        if name not in valid:
+            raise OverrideError(f"--select {name}: no selected regime has a setting {name!r}; valid: "
+                                f"{', '.join(valid)}")
+        if name in axes:
+            raise OverrideError(f"--select {name} is given twice; list all its candidates in one --select")
+        axes[name] = list(dict.fromkeys(candidates))
+    return axes
+
+
+def _check_validation(data_config: Any, dataset: str) -> None:
+    """Selection on test flatters: without a validation split there is nothing honest to select on."""
+    if getattr(data_config, "has_validation", False):
+        return
+    hint = getattr(data_config, "validation_hint", None)
+    how = f"ask for one with {hint(dataset)}" if hint else "it cannot have one; select on another data set"
+    raise OverrideError(f"--select picks on a validation split, and {dataset} has none: {how}")
 
 
 def _data_config(selection: Selection, dataset: str, overrides: Overrides) -> Any:
@@ -141,11 +178,12 @@ class _Planner:
     quick_gelu: bool
     jobs: dict[str, Job] = field(default_factory=dict)
 
-    def recipe(self, dataset: str, data_config: Any, regime_name: str, grid: Grid | None = None,
-               point: dict | None = None) -> tuple[Recipe, dict[str, str]]:
-        """The resolved recipe of a main job, or of a grid point (whose own values win), and its sources."""
+    def recipe(self, dataset: str, data_config: Any, regime_name: str, point: dict | None = None,
+               source: str = "") -> tuple[Recipe, dict[str, str]]:
+        """The resolved recipe of a main job, or of a grid point or --select candidate (`point`: field -> value,
+        whose own values win, recorded as coming from `source`), and its sources."""
         regime = REGIMES.get(regime_name)
-        varied = {name for name in point or {} if name != "regime"}
+        varied = set(point or {})
         recipe, sources = self.protocol.apply(dataset, regime_name, regime.recipe, regime.trains)
         shared = {k: v for k, v in self.overrides.get(ALL_REGIMES, {}).items() if k in _recipe_fields(regime_name)}
         own = {k: v for k, v in {**shared, **self.overrides.get(regime_name, {})}.items() if k not in varied}
@@ -154,9 +192,10 @@ class _Planner:
         if self.selection.epochs is not None and regime.trains and "epochs" not in varied:
             recipe = dataclasses.replace(recipe, epochs=self.selection.epochs)
             sources["epochs"] = "--epochs"
-        if grid is not None:
-            recipe = recipe_for(grid, point, recipe)
-            sources.update(dict.fromkeys(varied, f"grid {grid.name}"))
+        if point:
+            changes = {k: value_text(v) for k, v in point.items()}
+            recipe = apply_overrides(recipe, changes, f"{source} ({regime_name})")
+            sources.update(dict.fromkeys(varied, source))
         return _with_epochs(recipe, regime, data_config), sources
 
     def add(self, dataset: str, data_config: Any, regime_name: str, recipe: Recipe,
@@ -181,17 +220,35 @@ def plan(selection: Selection, runtime: Runtime, fingerprints: dict | None = Non
     _check_imbalance_ratio(selection)
     planner = _Planner(selection, runtime, PROTOCOLS.get(selection.protocol), overrides, fingerprints or {},
                        uses_quick_gelu(selection.model, selection.pretrained, selection.quick_gelu))
+    axes = _selection_axes(selection, regimes)
     main_ids: set[str] = set()
     members: dict[str, list] = {grid.name: [] for grid in grids}
+    candidates: list[dict] = []
     for dataset in dict.fromkeys(selection.datasets):
         data_config = _data_config(selection, dataset, overrides)
+        if axes:
+            _check_validation(data_config, dataset)
         for regime_name in regimes:
-            recipe, sources = planner.recipe(dataset, data_config, regime_name)
-            main_ids.update(job.job_id for job in planner.add(dataset, data_config, regime_name, recipe, sources))
+            for point in _candidates(axes, regime_name):
+                recipe, sources = planner.recipe(dataset, data_config, regime_name, point, "--select")
+                for job in planner.add(dataset, data_config, regime_name, recipe, sources):
+                    main_ids.add(job.job_id)
+                    if point:
+                        candidates.append({"dataset": dataset, "regime": regime_name, "seed": job.seed,
+                                           "job_id": job.job_id, "point": point})
         for grid in grids:
             for point in grid.points():
-                recipe, sources = planner.recipe(dataset, data_config, point["regime"], grid, point)
+                varied = {k: v for k, v in point.items() if k != "regime"}
+                recipe, sources = planner.recipe(dataset, data_config, point["regime"], varied, f"grid {grid.name}")
                 for job in planner.add(dataset, data_config, point["regime"], recipe, sources):
                     members[grid.name].append((point, dataset, job.job_id, job.seed))
+    record = json.dumps({"metric": selection.select_metric, "axes": axes, "jobs": candidates}, indent=1)
     return Plan(list(planner.jobs.values()), {grid.name: grid_record(grid, members[grid.name]) for grid in grids},
-                main_ids)
+                main_ids, record if axes else None)
+
+
+def _candidates(axes: dict[str, list[str]], regime_name: str) -> list[dict[str, str]]:
+    """The regime's --select candidates: every combination of the candidate values of its fields ([{}]: the
+    regime has none of the selected fields and runs its one main job)."""
+    own = {name: values for name, values in axes.items() if name in _recipe_fields(regime_name)}
+    return [dict(zip(own, values)) for values in itertools.product(*own.values())]

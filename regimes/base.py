@@ -108,6 +108,11 @@ class Regime:
         """Whether the regime acts on the image tower (a ResNet takes only what LIFT-plus implements for it)."""
         return True
 
+    def needs_text_embeddings(self, recipe: Recipe) -> bool:
+        """Whether the job needs the class prompts' frozen text embeddings (`Backbone.text_embeddings`): for the
+        semantic init of a head on the image features."""
+        return recipe.classifier_init == "semantic" and recipe.classifier != "text"
+
     def check(self, recipe: Recipe, backbone: Backbone) -> None:
         """Raise ValueError before any training when `recipe` cannot run on this backbone (overrides call it);
         `backbone.text` is there when `uses_text_tower`."""

@@ -22,6 +22,9 @@ class ZeroShot(Regime):
         if not has_text_tower(backbone.visual):
             raise ValueError(needs_text_tower("zero_shot", backbone.name, "use a CLIP model (such as ViT-B-16 or RN50)"))
 
+    def needs_text_embeddings(self, recipe):
+        return True
+
     def uses_text_tower(self, recipe):
         return False  # the frozen class-prompt embeddings are all it needs, whatever `classifier` says
 

@@ -14,15 +14,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
-from bench.data.groups import FEW_MAX
+from bench.bootstrap import paired_interval
+from bench.data.groups import FEW_MAX, ClassGroups
 from bench.io import atomic_file
 from bench.manifest import ManifestError
 
-from .figures import DATASET_FIGURES, RUN_FIGURES, grid_heatmap, grid_paired_tests, stats_by_row
+from .figures import (DATASET_FIGURES, RUN_FIGURES, class_accuracy, grid_heatmap, grid_paired_tests,
+                      paired_t_pvalue, stats_by_row)
 from .load import Run, load_run
-from .markdown import interval_text, row_interval, run_markdown
+from .markdown import interval_text, mean_sd, row_interval, run_markdown
 from .published import TOLERANCE, compare, coverage
-from .verdict import verdict
+from .selection import selection_section
+from .verdict import light_rows, verdict
 
 log = logging.getLogger(__name__)
 SUMMARY = [("top1", "overall", True), ("many", "many", True), ("medium", "medium", True), ("few", "few", True),
@@ -44,8 +47,9 @@ rows.forEach(function(r){b.appendChild(r);});});});"""
 
 
 def summary_table(run: Run, columns: list = SUMMARY, intervals: list = INTERVALS) -> pd.DataFrame:
-    """One line per data set and row (one recipe of a regime): means over that row's seeds only, and the 95 %
-    intervals of `intervals`' metrics (reports.markdown.row_interval)."""
+    """One line per data set and row (one recipe of a regime): means over that row's seeds only, `seeds` = n;
+    after each measured column (one with a best direction) its `<title> sd` over the seeds (ddof = 1, empty
+    with one seed: no fake 0); and the 95 % intervals of `intervals`' metrics (reports.markdown.row_interval)."""
     ok = run.main
     if ok.empty:
         return pd.DataFrame()
@@ -55,6 +59,9 @@ def summary_table(run: Run, columns: list = SUMMARY, intervals: list = INTERVALS
     for metric, title in intervals:
         table.insert(table.columns.get_loc(metric) + 1, title,
                      [interval_text(row_interval(rows, metric), 2) or None for _, rows in groups])
+    for metric, title, higher in columns:
+        if higher is not None:
+            table.insert(table.columns.get_loc(metric) + 1, f"{title} sd", groups[metric].std(ddof=1))
     return table.reset_index()
 
 
@@ -161,6 +168,91 @@ def few_shot_gaps(run: Run, dataset: str) -> dict[str, float | None]:
     return gaps
 
 
+def difference_reference(rows: pd.DataFrame) -> str | None:
+    """The row every other one is compared with: the best lightweight row on mean few-shot accuracy, the best
+    row when there is no lightweight one (the papers' question: does a light regime beat the rest on the tail)."""
+    few = rows.groupby("row").few.mean().dropna()
+    light = [r for r in light_rows(rows) if r in few.index]
+    return None if few.empty else (few[light] if light else few).idxmax()
+
+
+def _seed_pairs(rows: pd.DataFrame, base: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Few-shot accuracies of two rows on the seeds both measured, paired by seed."""
+    a, b = (r.dropna(subset=["few"]).set_index("seed").few for r in (rows, base))
+    seeds = sorted(set(a.index) & set(b.index))
+    return a[seeds].to_numpy(float), b[seeds].to_numpy(float)
+
+
+def _class_interval(run: Run, rows: pd.DataFrame, base: pd.DataFrame) -> list[float] | None:
+    """Bootstrap 95 % interval of few(rows) − few(base) over the few-shot test classes, the same classes drawn
+    for both (bench.bootstrap.paired_interval) on each row's per-class accuracy averaged over its seeds; None
+    when the rows ran on different splits or a job lacks per-class accuracies."""
+    jobs = pd.concat([rows, base])
+    if jobs.split_fingerprint.nunique(dropna=False) != 1:
+        return None
+    counts = run.result(base.job_id.iloc[0]).dataset.get("train_class_counts")
+    try:
+        a, b = (class_accuracy(run, r.job_id).mean() for r in (rows, base))
+    except (KeyError, TypeError):  # a result without per-class accuracies
+        return None
+    if counts is None or not len(a) == len(b) == len(counts):
+        return None
+    few = ClassGroups.from_counts(counts).few
+    return paired_interval(a.to_numpy()[few], b.to_numpy()[few])
+
+
+def regime_differences(run: Run, dataset: str) -> pd.DataFrame:
+    """Each row of `dataset` against `difference_reference` on few-shot accuracy: difference of the means over
+    seeds, the paired t-test over the seeds both share (p only with ≥ 2) and the class bootstrap interval;
+    `excludes 0` marks an interval that does."""
+    rows = run.main[run.main.dataset == dataset]
+    reference = difference_reference(rows)
+    if reference is None:
+        return pd.DataFrame()
+    base = rows[rows.row == reference]
+    out = []
+    for row, jobs in rows[rows.row != reference].dropna(subset=["few"]).groupby("row"):
+        a, b = _seed_pairs(jobs, base)
+        interval = _class_interval(run, jobs, base)
+        out.append({"regime": row, "reference": reference, "seeds": jobs.seed.nunique(), "few": jobs.few.mean(),
+                    "few sd": jobs.few.std(ddof=1), "difference": jobs.few.mean() - base.few.mean(),
+                    "paired seeds": len(a), "paired t-test p": paired_t_pvalue(a, b) if len(a) >= 2 else None,
+                    "difference 95% CI": interval_text(interval, 2) or None,
+                    "excludes 0": None if interval is None else ("yes" if interval[0] > 0 or interval[1] < 0
+                                                                 else "no")})
+    return pd.DataFrame(out).sort_values("difference", ascending=False) if out else pd.DataFrame()
+
+
+def differences_section(run: Run) -> str:
+    """Per data set, the rows' few-shot accuracy against the reference row, with a paired test and an interval."""
+    parts = []
+    for dataset in sorted(set(run.main.dataset)):
+        table = regime_differences(run, dataset)
+        if table.empty:
+            continue
+        reference = table.reference.iloc[0]
+        base = run.main[(run.main.dataset == dataset) & (run.main.row == reference)]
+        p = table["paired t-test p"].map(lambda v: None if v is None or np.isnan(v) else f"{v:.3g}")
+        parts.append(f"<h3>{html.escape(dataset)}: against {html.escape(reference)} (few {mean_sd(base.few, '.2f')}, "
+                     f"n = {base.seed.nunique()})</h3>"
+                     + html_table(table.drop(columns="reference").assign(**{"paired t-test p": p})))
+    if not parts:
+        return ""
+    return ("<h2>Differences between regimes</h2><p>Few-shot test accuracy (%) of each row against one reference "
+            "row per data set: the best lightweight row on mean few-shot accuracy (the best row when none is "
+            "lightweight). few: mean ± sd over the row's seeds (sd ddof = 1, none with one seed); difference = "
+            "row − reference, each a mean over its own seeds. paired t-test p: two-sided paired t-test "
+            "(scipy.stats.ttest_rel) over the seeds both rows ran, paired by seed, given only with ≥ 2 such seeds "
+            "(paired seeds = n; with n = 2 it has a single degree of freedom and says little; a Wilcoxon "
+            "signed-rank test cannot reach p < 0.05 below 6 pairs, hence the t-test). difference 95% CI: "
+            "percentile bootstrap (1,000 resamples, fixed seed) of the difference over the few-shot test classes, "
+            "the same classes drawn for both rows since they share the test set, on each row's per-class "
+            "accuracy averaged over its seeds; results keep per-class, not per-image, correctness, so images "
+            "are not resampled (class-to-class variation is what the interval measures). excludes 0 = yes marks a "
+            "difference whose interval excludes 0. The reference is chosen on these same numbers and nothing is "
+            "corrected for multiple comparisons.</p>" + "".join(parts))
+
+
 def provenance(run: Run) -> list[str]:
     """Under which protocol the shown jobs ran and which split chose their hyper-parameters, as their plans
     recorded it (older folders: that it is not recorded)."""
@@ -210,6 +302,8 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
     tail = _attempt(problems, "tail-class tables", worst_tail_classes, run) or ""
     settings = _attempt(problems, "the hyper-parameter table", hyperparameters, run)
     published = _attempt(problems, "the published-numbers table", published_section, run) or ""
+    differences = _attempt(problems, "the differences between regimes", differences_section, run) or ""
+    selection = _attempt(problems, "the model-selection table", selection_section, run) or ""
     parts = [f"<h1>ltbench report: {html.escape(run_dir.name)}</h1>",
              f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
              f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
@@ -224,16 +318,20 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
         parts.append(f"<h3>{html.escape(dataset)}</h3><ul>" +
                      "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
     if not table.empty:
-        parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds; one line per recipe of a regime "
-                     "(the brackets name what sets its recipe apart); best per data set in bold.</p>")
+        parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds (seeds = n); each measured column's "
+                     "sd column is its sample standard deviation over those seeds (ddof = 1; – with one seed); one "
+                     "line per recipe of a regime (the brackets name what sets its recipe apart); best per data "
+                     "set in bold.</p>")
         parts.append(_titled(table, SUMMARY))
         parts.append("<p>The 95 % intervals: a percentile bootstrap over the row's seeds when it has several, else "
                      "over the job's test images (resampled within each class); 1,000 resamples, fixed seed.</p>")
-        parts.append("<h3>Class-balanced metrics</h3><p>Test split, mean over seeds (LIFT's evaluator, over the "
-                     "classes of the test split): the worst class's accuracy, the harmonic mean of the class "
-                     "accuracies (0 % counted as 0.001 %), their geometric mean (0 when a class is at 0 %), "
-                     "macro-F1 and the error rate (%).</p>")
+        parts.append("<h3>Class-balanced metrics</h3><p>Test split, mean and sd over seeds as above (LIFT's "
+                     "evaluator, over the classes of the test split): the worst class's accuracy, the harmonic mean "
+                     "of the class accuracies (0 % counted as 0.001 %), their geometric mean (0 when a class is at "
+                     "0 %), macro-F1 and the error rate (%).</p>")
         parts.append(_titled(summary_table(run, BALANCED, []), BALANCED))
+    parts.append(differences)
+    parts.append(selection)
     parts.append(published)
     if settings is not None and not settings.empty:
         parts.append("<h2>Hyper-parameters and where they come from</h2>" + html_table(settings))

@@ -18,12 +18,31 @@ from bench.data.groups import FEW_MAX, GROUP_NAMES, GROUP_RULES, MANY_MIN  # noq
 from bench.statistics import HIST_EDGES  # noqa: E402
 
 from .load import Run  # noqa: E402
+from .markdown import mean_sd  # noqa: E402
 
 GROUPS = list(GROUP_NAMES)
+SPREAD = "error bars: sd over seeds (ddof = 1; none for a row of one seed); n = seeds per row"
 
 
 def _datasets(run: Run) -> list[str]:
     return sorted(set(run.main.dataset))
+
+
+def seeds_named(rows: pd.DataFrame) -> dict[str, str]:
+    """Per row, its label with the number of seeds its values average: `lora (n=3)`."""
+    return {row: f"{row} (n={n})" for row, n in rows.groupby("row").seed.nunique().items()}
+
+
+def class_accuracy(run: Run, job_ids) -> pd.DataFrame:
+    """Per-class test accuracy, one line per job (seed), NaN for a class absent from the test split."""
+    return pd.DataFrame([run.result(j).metrics["test"]["per_class_acc"] for j in job_ids], dtype=float)
+
+
+def paired_t_pvalue(a, b) -> float | None:
+    """Two-sided p of scipy's paired t-test (ttest_rel) of a against b, paired by position (seed); None where it
+    is undefined (no spread in the differences)."""
+    p = ttest_rel(a, b).pvalue
+    return float(p) if np.isfinite(p) else None
 
 
 def _rows(n: int, height: float = 3.2, width: float = 11.0):
@@ -38,9 +57,10 @@ def group_accuracy(run: Run):
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
         rows = ok[ok.dataset == dataset]
-        order = list(rows.groupby("row").trainable_pct.mean().sort_values(kind="stable").index)
-        long = rows.melt(id_vars=["row", "seed"], value_vars=GROUPS, var_name="group",
-                         value_name="accuracy").dropna()
+        named = seeds_named(rows)
+        order = [named[r] for r in rows.groupby("row").trainable_pct.mean().sort_values(kind="stable").index]
+        long = rows.assign(row=rows.row.map(named)).melt(id_vars=["row", "seed"], value_vars=GROUPS,
+                                                         var_name="group", value_name="accuracy").dropna()
         sns.barplot(long, x="row", y="accuracy", hue="group", order=order, errorbar="sd", ax=ax)
         means = long.groupby(["row", "group"]).accuracy.mean()
         ax.set_ylim(max(0.0, 5 * np.floor(means.min() / 5) - 5), min(100.0, means.max() + 5) if len(means) else 100)
@@ -50,7 +70,7 @@ def group_accuracy(run: Run):
         ax.legend(title="group", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig, ("Many / medium / few-shot accuracy per regime, ordered by trainable parameters (bars: mean over "
-                 "seeds; error bars: std over seeds; the y axis starts near the lowest bar).")
+                 f"seeds; {SPREAD}; the y axis starts near the lowest bar).")
 
 
 def per_class_vs_frequency(run: Run):
@@ -58,38 +78,46 @@ def per_class_vs_frequency(run: Run):
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
         for row, rows in ok[ok.dataset == dataset].groupby("row"):
-            accs = [run.result(j).metrics["test"]["per_class_acc"] for j in rows.job_id]
-            acc = np.nanmean(np.array(accs, dtype=float), axis=0)
+            accs = class_accuracy(run, rows.job_id)
             counts = np.array(run.result(rows.job_id.iloc[0]).dataset["train_class_counts"])
             order = np.argsort(-counts, kind="stable")
-            window = max(1, len(acc) // 10)
-            smooth = pd.Series(acc[order]).rolling(window, min_periods=1, center=True).mean()
-            ax.plot(np.arange(len(acc)), smooth, label=row)
+            window = max(1, accs.shape[1] // 10)
+            smooth = [pd.Series(v.to_numpy()[order]).rolling(window, min_periods=1, center=True).mean()
+                      for v in (accs.mean(), accs.std(ddof=1))]
+            line, = ax.plot(np.arange(accs.shape[1]), smooth[0], label=f"{row} (n={len(accs)})")
+            if len(accs) > 1:
+                ax.fill_between(np.arange(accs.shape[1]), smooth[0] - smooth[1], smooth[0] + smooth[1],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_title(f"{dataset}: per-class test accuracy, classes by training count (high → low), smoothed")
         ax.set_xlabel("class rank by training images")
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    return fig, "Per-class accuracy against class frequency (head classes left, tail classes right)."
+    return fig, ("Per-class accuracy against class frequency (head classes left, tail classes right): mean over "
+                 "seeds, band ± sd over seeds (smoothed like the line; none for one seed), n = seeds in the legend.")
 
 
 def accuracy_vs_parameters(run: Run):
     ok = run.main
     fig, axes = _rows(len(_datasets(run)), width=8)
     for ax, dataset in zip(axes, _datasets(run)):
-        mean = ok[ok.dataset == dataset].groupby("row")[["top1", "few", "trainable_params", "epochs"]].mean()
+        rows = ok[ok.dataset == dataset]
+        groups = rows.groupby("row")[["top1", "few", "trainable_params", "epochs"]]
+        mean, sd = groups.mean(), groups.std(ddof=1)
         x = mean.trainable_params.clip(lower=1)
-        ax.scatter(x, mean.top1, s=20 + 15 * mean.epochs, alpha=0.7, label="overall")
-        ax.scatter(x, mean.few, s=20 + 15 * mean.epochs, alpha=0.7, marker="^", label="few-shot")
-        for label, row in mean.iterrows():
-            ax.annotate(label, (max(row.trainable_params, 1), row.top1), fontsize=7)
+        for metric, marker, name in (("top1", "o", "overall"), ("few", "^", "few-shot")):
+            ax.errorbar(x, mean[metric], yerr=sd[metric], fmt="none", ecolor="grey", elinewidth=0.8)
+            ax.scatter(x, mean[metric], s=20 + 15 * mean.epochs, alpha=0.7, marker=marker, label=name)
+        for row, label in seeds_named(rows).items():
+            ax.annotate(label, (x[row], mean.top1[row]), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (log; zero-shot drawn at 1)")
         ax.set_ylabel("test accuracy")
         ax.set_title(dataset)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return fig, "Accuracy against trainable parameters, marker size = epochs (the papers' Figure 1)."
+    return fig, (f"Accuracy against trainable parameters, marker size = epochs (the papers' Figure 1); mean over "
+                 f"seeds, {SPREAD}.")
 
 
 def change_vs_zero_shot(run: Run):
@@ -102,28 +130,31 @@ def change_vs_zero_shot(run: Run):
     for ax, dataset in zip(axes, sets):
         rows = ok[ok.dataset == dataset]
         zero_shot = sorted(set(rows[rows.regime == "zero_shot"].row))
-        mean = rows.groupby("row")[GROUPS].mean()
+        mean, sd = rows.groupby("row")[GROUPS].mean(), rows.groupby("row")[GROUPS].std(ddof=1)
         delta = (mean - mean.loc[zero_shot[0]]).drop(index=zero_shot)
         if not delta.empty:
-            delta.plot.bar(ax=ax, rot=30)
+            named = seeds_named(rows)
+            delta.rename(index=named).plot.bar(ax=ax, rot=30, yerr=sd.drop(index=zero_shot).rename(index=named))
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel("points vs zero-shot")
         ax.set_title(dataset if len(zero_shot) == 1 else f"{dataset}: against {zero_shot[0]}")
     fig.tight_layout()
-    return fig, "Change in accuracy against zero-shot CLIP per group: how much each regime gains or loses."
+    return fig, ("Change in accuracy against zero-shot CLIP per group: how much each regime gains or loses "
+                 f"(difference of the means over seeds; {SPREAD}, the regime's own).")
 
 
 def train_vs_test(run: Run):
     ok = run.main
     fig, axes = _rows(len(_datasets(run)))
     for ax, dataset in zip(axes, _datasets(run)):
-        rows = ok[ok.dataset == dataset].groupby("row")[GROUPS + [f"train_{g}" for g in GROUPS]].mean()
-        gap = pd.DataFrame({g: rows[f"train_{g}"] - rows[g] for g in GROUPS})
-        gap.plot.bar(ax=ax, rot=30)
+        rows = ok[ok.dataset == dataset]
+        gap = pd.DataFrame({g: rows[f"train_{g}"] - rows[g] for g in GROUPS}).groupby(rows.row.map(seeds_named(rows)))
+        gap.mean().plot.bar(ax=ax, rot=30, yerr=gap.std(ddof=1))
         ax.set_ylabel("train − test accuracy")
         ax.set_title(f"{dataset}: over-fitting per group")
     fig.tight_layout()
-    return fig, "Training-set minus test accuracy per group: the larger, the more a regime memorised its training images."
+    return fig, ("Training-set minus test accuracy per group: the larger, the more a regime memorised its training "
+                 f"images (mean over seeds of each job's gap; {SPREAD}).")
 
 
 def cost(run: Run):
@@ -133,12 +164,13 @@ def cost(run: Run):
                                  ["epochs", "wall time (s)", "training images/s", "peak memory (MB)"]):
         data = ok.dropna(subset=[column])
         if not data.empty:
-            sns.barplot(data, x="row", y=column, hue="dataset", ax=ax, errorbar=None)
+            sns.barplot(data, x="row", y=column, hue="dataset", ax=ax, errorbar="sd")
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=60, labelsize=7)
         ax.set_xlabel("")
     fig.tight_layout()
-    return fig, "Cost per regime: epochs, wall time, throughput and peak memory (GPU allocated, or CPU RSS)."
+    return fig, ("Cost per regime: epochs, wall time, throughput and peak memory (GPU allocated, or CPU RSS); mean "
+                 "over seeds, error bars: sd over seeds (ddof = 1; none for one seed).")
 
 
 def stats_by_row(run: Run, dataset: str) -> dict[str, dict]:
@@ -233,16 +265,21 @@ def grid_heatmap(run: Run, grid: dict):
     data["columns"] = data[rest].astype(str).agg(", ".join, axis=1) if rest else metric
     datasets = sorted(set(data.dataset))
     fig, axes = plt.subplots(len(datasets), 1, figsize=(10, 3.2 * len(datasets)), squeeze=False)
+    seeds = data.dropna(subset=[metric]).groupby(["dataset", first, "columns"]).seed.nunique()
     for ax, dataset in zip(axes[:, 0], datasets):
-        table = data[data.dataset == dataset].pivot_table(index=first, columns="columns", values=metric,
-                                                          aggfunc="mean")
+        cells = data[data.dataset == dataset]
+        table = cells.pivot_table(index=first, columns="columns", values=metric, aggfunc="mean")
         if table.empty:  # e.g. few-shot accuracy on a data set without few-shot classes
             ax.text(0.5, 0.5, f"no {metric} values on {dataset}", ha="center", transform=ax.transAxes)
         else:
-            sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": metric})
+            text = cells.pivot_table(index=first, columns="columns", values=metric, aggfunc=mean_sd)
+            sns.heatmap(table, annot=text.reindex_like(table).fillna("").to_numpy(), fmt="", cmap="viridis",
+                        ax=ax, cbar_kws={"label": metric})
         ax.set_title(f"{grid['name']} on {dataset} ({metric}; columns: {', '.join(rest) or '-'})", fontsize=9)
     fig.tight_layout()
-    return fig, f"Ablation grid {grid['name']}: {metric} accuracy, mean over seeds."
+    n = "0" if seeds.empty else f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    return fig, (f"Ablation grid {grid['name']}: {metric} accuracy, mean ± sd over seeds (ddof = 1; the mean alone "
+                 f"for one seed); n = {n} seeds per cell.")
 
 
 def grid_paired_tests(run: Run, grid: dict) -> pd.DataFrame | None:
@@ -263,11 +300,10 @@ def grid_paired_tests(run: Run, grid: dict) -> pd.DataFrame | None:
             if len(seeds) < 2:
                 continue
             a, b = [values[key][s] for s in seeds], [base[s] for s in seeds]
-            test = ttest_rel(a, b)
             rows.append({"dataset": dataset, "point": ", ".join(f"{k}={v}" for k, v in key[1]),
                          "baseline": ", ".join(f"{k}={v}" for k, v in points[0][1]), "seeds": len(seeds),
                          "difference": float(np.mean(a) - np.mean(b)),
-                         "p_value": float(test.pvalue) if np.isfinite(test.pvalue) else None})
+                         "p_value": paired_t_pvalue(a, b)})
     return pd.DataFrame(rows) if rows else None
 
 

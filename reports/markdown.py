@@ -9,11 +9,13 @@ from bench.bootstrap import seed_interval
 from .load import Run
 
 CI = "ci"  # a column's format: its row's 95 % interval (`row_interval`)
-COLUMNS = [("trainable_pct", "% backbone", "{:.2f}"), ("top1", "overall", None), ("top1", "overall 95% CI", CI),
-           ("many", "many", None), ("medium", "medium", None), ("few", "few", None), ("few", "few 95% CI", CI),
-           ("train_top1", "train", None), ("few_gap", "few-shot gap", "{:+.3f}"), ("total_s", "time s", "{:.0f}"),
-           ("worst_class_acc", "worst class", None), ("hmean_acc", "harmonic mean", None),
-           ("gmean_acc", "geometric mean", None), ("macro_f1", "macro-F1", None)]
+SPREAD = "± sd over seeds (sample sd, ddof = 1; n = 1 shows the mean alone)"
+RECIPE = {"trainable_pct"}  # the same for every seed of a row: its mean alone
+COLUMNS = [("trainable_pct", "% backbone", ".2f"), ("top1", "overall", ".1f"), ("top1", "overall 95% CI", CI),
+           ("many", "many", ".1f"), ("medium", "medium", ".1f"), ("few", "few", ".1f"), ("few", "few 95% CI", CI),
+           ("train_top1", "train", ".1f"), ("few_gap", "few-shot gap", ".3f"), ("total_s", "time s", ".0f"),
+           ("worst_class_acc", "worst class", ".1f"), ("hmean_acc", "harmonic mean", ".1f"),
+           ("gmean_acc", "geometric mean", ".1f"), ("macro_f1", "macro-F1", ".1f")]  # CI, or mean ± sd to `spec`
 
 
 def row_interval(rows: pd.DataFrame, metric: str) -> list[float] | None:
@@ -29,16 +31,19 @@ def interval_text(bounds: list[float] | None, digits: int = 1) -> str:
     return "" if bounds is None else f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
 
 
-def _cell(rows: pd.DataFrame, column: str, fmt: str | None) -> str:
-    if fmt == CI:
-        return interval_text(row_interval(rows, column))
-    values = pd.to_numeric(rows[column], errors="coerce").dropna()
+def mean_sd(values, spec: str = ".1f") -> str:
+    """`mean ± sd` of a row's values over its seeds, the mean alone with one seed (no fake ± 0); "" with none."""
+    values = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
     if values.empty:
         return ""
-    if fmt is not None:
-        return fmt.format(values.mean())
-    spread = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
-    return f"{values.mean():.1f}{spread}"
+    spread = f" ± {values.std(ddof=1):{spec}}" if len(values) > 1 else ""
+    return f"{values.mean():{spec}}{spread}"
+
+
+def _cell(rows: pd.DataFrame, column: str, spec: str) -> str:
+    if spec == CI:
+        return interval_text(row_interval(rows, column))
+    return mean_sd(rows[column].dropna().iloc[:1] if column in RECIPE else rows[column], spec)
 
 
 def markdown_table(run: Run, dataset: str) -> str:
@@ -57,5 +62,8 @@ def markdown_table(run: Run, dataset: str) -> str:
 
 
 def run_markdown(run: Run) -> str:
-    return "\n\n".join(f"{dataset}\n\n{markdown_table(run, dataset)}"
-                       for dataset in sorted(set(run.main.dataset))) if not run.main.empty else "(no results)"
+    """One table per data set under a line saying what the ± is."""
+    if run.main.empty:
+        return "(no results)"
+    tables = [f"{dataset}\n\n{markdown_table(run, dataset)}" for dataset in sorted(set(run.main.dataset))]
+    return "\n\n".join([f"Mean {SPREAD}; seeds = n.", *tables])

@@ -112,3 +112,34 @@ def test_main_jobs_of_a_selection_built_either_way_are_the_same_jobs():
 def test_bad_selections_fail_while_planning(options, message):
     with pytest.raises(OverrideError, match=message):
         _plan(**options)
+
+
+VALIDATED = ("synthetic_lt.val_fraction=0.2",)
+
+
+def test_select_plans_one_main_job_per_candidate_of_each_regime_that_has_the_field():
+    planned = _plan(regimes=("zero_shot", "lora"), seeds=(0, 1), overrides=VALIDATED,
+                    select=("lr=0.01,0.02", "rank=2,4"))
+    lora = [job for job in planned.jobs if job.regime == "lora"]
+    assert len(lora) == 8 and len([job for job in planned.jobs if job.regime == "zero_shot"]) == 4  # no rank
+    assert {(job.recipe.lr, job.recipe.rank) for job in lora} == {(lr, r) for lr in (0.01, 0.02) for r in (2, 4)}
+    assert all(job.hparam_sources["lr"] == job.hparam_sources["rank"] == "--select" for job in lora)
+    assert planned.main_ids == {job.job_id for job in planned.jobs}
+    record = json.loads(planned.selection)
+    assert record["metric"] == "mean_class_acc" and record["axes"] == {"lr": ["0.01", "0.02"], "rank": ["2", "4"]}
+    assert sorted(member["job_id"] for member in record["jobs"]) == sorted(job.job_id for job in planned.jobs)
+    assert _plan(regimes=("lora",)).selection is None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"select": ("nope=1,2",), "overrides": VALIDATED}, "no selected regime has a setting 'nope'; valid: .*lr"),
+    ({"select": ("lr",), "overrides": VALIDATED}, "expected FIELD=VALUE1,VALUE2"),
+    ({"select": ("lr=1", "lr=2"), "overrides": VALIDATED}, "given twice"),
+    ({"select": ("lr=abc",), "overrides": VALIDATED}, "lr"),
+    ({"select": ("lr=0.01,0.02",), "select_metric": "nope"}, "not one of"),
+    ({"select": ("lr=0.01,0.02",)}, "synthetic_lt has none: ask for one with --set synthetic_lt.val_fraction="),
+    ({"select": ("lr=0.01",), "datasets": ("imagenet_lt",)}, "--set imagenet_lt.val_list=val.txt"),
+])
+def test_bad_selects_fail_while_planning(options, message):
+    with pytest.raises(OverrideError, match=message):
+        _plan(regimes=("lora",), **options)

@@ -42,7 +42,6 @@ class ImageSource(ABC):
     def load(self, index: int) -> Image.Image:
         """The RGB image of sample `index`."""
 
-
 class ArrayImages(ImageSource):
     """Images held in memory as a uint8 N×H×W×3 array (CIFAR pickles, generated sets)."""
 
@@ -59,6 +58,11 @@ class ArrayImages(ImageSource):
 
     def load(self, index: int) -> Image.Image:
         return Image.fromarray(self.images[index])
+
+    def take(self, indices: np.ndarray) -> "ArrayImages":
+        """The samples at `indices`, in that order, under their own keys (a held-out split names its images as
+        the split it came from does)."""
+        return ArrayImages(self.images[indices], self.labels[indices], self._key_prefix, self._indices[indices])
 
 
 class FileImages(ImageSource):
@@ -86,18 +90,30 @@ class FileImages(ImageSource):
         except Exception as exc:  # PIL raises several types for corrupt files
             raise DataError(f"cannot read image {path} (listed in {where}): {exc}") from exc
 
+    def take(self, indices: np.ndarray) -> "FileImages":
+        """The samples at `indices`, in that order, with their split file lines (for the error messages)."""
+        return FileImages(self.root, [self.rel_paths[i] for i in indices], self.labels[indices], self.list_file,
+                          [self.line_numbers[i] for i in indices])
+
 
 @dataclass
 class LongTailData:
-    """A long-tail training split and a (balanced) test split sharing one label space."""
+    """A long-tail training split, a (balanced) test split and, for honest model selection, an optional
+    validation split, all sharing one label space."""
 
     name: str
     classnames: list[str]
     train: ImageSource
     test: ImageSource
+    val: ImageSource | None = None
+
+    @property
+    def splits(self) -> dict[str, ImageSource]:
+        """Every split by name: train, test, and val where there is one."""
+        return {"train": self.train, "test": self.test, **({"val": self.val} if self.val is not None else {})}
 
     def __post_init__(self):
-        for split_name, split in (("train", self.train), ("test", self.test)):
+        for split_name, split in self.splits.items():
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= self.num_classes):
                 raise DataError(f"{self.name} {split_name} labels fall outside 0..{self.num_classes - 1}")
         self._check_no_empty_class()
@@ -131,9 +147,10 @@ class LongTailData:
 
     @cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of the ordered (key, label) lists of both splits: equal fingerprints mean identical splits."""
+        """SHA-256 of the ordered (key, label) lists of every split: equal fingerprints mean identical splits
+        (a data set without validation split hashes exactly what it did before there were any)."""
         digest = hashlib.sha256()
-        for split_name, split in (("train", self.train), ("test", self.test)):
+        for split_name, split in self.splits.items():
             digest.update(f"[{split_name}:{len(split)}]".encode())
             digest.update("\n".join(split.keys()).encode())
             digest.update(np.ascontiguousarray(split.labels, dtype="<i8").tobytes())
@@ -146,6 +163,7 @@ class LongTailData:
             "num_classes": self.num_classes,
             "train_size": len(self.train),
             "test_size": len(self.test),
+            "val_size": None if self.val is None else len(self.val),
             "max_count": int(counts.max()),
             "min_count": int(counts.min()),
             "groups": {k: len(v) for k, v in self.groups.as_dict().items()},

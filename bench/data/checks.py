@@ -107,7 +107,7 @@ def check_images(data: LongTailData, *, decode: bool = False, progress: bool = F
     file's path, size and mtime; in-memory images' bytes), so results can tell when the images changed."""
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    splits: dict[str, ImageSource] = {"train": data.train, "test": data.test}
+    splits: dict[str, ImageSource] = data.splits
     digest = hashlib.sha256(data.fingerprint.encode())
     problems: list[Problem] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:

@@ -12,6 +12,7 @@ from bench.fields import MAX_EPOCHS, check_fields, setting
 
 from .base import ArrayImages, DataError, LongTailData, name_classes
 from .registry import register_dataset
+from .validation import HeldOutValidation
 
 CIFAR_FOLDER = "cifar-100-python"
 
@@ -123,8 +124,9 @@ def _check_every_class(folder: Path, labels: np.ndarray, classnames: list[str]) 
 
 @register_dataset("cifar100_lt")
 @dataclass(frozen=True)
-class Cifar100LT:
-    """CIFAR-100-LT: long-tail train split of CIFAR-100 train, balanced 10,000-image test set."""
+class Cifar100LT(HeldOutValidation):
+    """CIFAR-100-LT: long-tail train split of CIFAR-100 train, balanced 10,000-image test set (the official
+    validation set is the test set: a validation split is held out of the training split, see val_fraction)."""
 
     imbalance_ratio: float = setting(100.0, low=1, help="largest over smallest class (500 / ratio images at the tail)")
     folder: str = setting("", help="folder holding cifar-100-python/ (default: --data-root)")
@@ -162,12 +164,12 @@ class Cifar100LT:
         keep = long_tail_indices(train_labels, cifar_lt_counts(per_class, num_classes, self.imbalance_ratio),
                                  self.split_seed)
         ir = f"{self.imbalance_ratio:g}"
-        return LongTailData(
+        return self.with_validation(LongTailData(
             name=f"cifar100_lt_ir{ir}",
             classnames=classnames,
             train=ArrayImages(train_images[keep], train_labels[keep], "cifar100-train", indices=keep),
             test=ArrayImages(test_images, test_labels, "cifar100-test"),
-        )
+        ))
 
 
 @register_dataset("cifar100_lt_ir50")

@@ -12,11 +12,12 @@ from .base import LongTailData
 from .registry import register_dataset
 from .shapes import concept_name, latin_square_concepts, render
 from .synthetic import generated_long_tail
+from .validation import HeldOutValidation
 
 
 @register_dataset("demo_lt")
 @dataclass(frozen=True)
-class DemoLT:
+class DemoLT(HeldOutValidation):
     """100 nameable objects; training counts from `max_per_class` down by `imbalance_ratio`, balanced test."""
 
     num_classes: int = setting(100, low=2, high=100, help="classes, head first")

@@ -14,6 +14,7 @@ from bench.fields import MAX_EPOCHS, check_fields, setting
 
 from .base import DataError, FileImages, LongTailData
 from .registry import register_dataset
+from .validation import HeldOutValidation
 
 
 def read_utf8(path: Path) -> str:
@@ -54,16 +55,22 @@ def parse_split_file(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
     return rel_paths, np.asarray(labels, dtype=np.int64), line_numbers
 
 
-def check_disjoint(train: FileImages, test: FileImages) -> None:
-    """An image in both splits leaks test answers into training; name the first such line in each file."""
-    train_line = dict(zip(train.rel_paths, train.line_numbers))
-    shared = [(rel, line) for rel, line in zip(test.rel_paths, test.line_numbers) if rel in train_line]
-    if shared:
-        rel, line = shared[0]
-        more = f" ({len(shared) - 1} more images are in both)" if len(shared) > 1 else ""
-        raise DataError(f"{rel!r} is in both the train and the test split: {train.list_file}, line {train_line[rel]} "
-                        f"and {test.list_file}, line {line}{more}; delete it from one of the two files "
-                        f"(the standard split files share no image)")
+def check_disjoint(splits: dict[str, FileImages]) -> None:
+    """An image in two splits leaks answers (test into training, or into the validation that picks the model);
+    name the first such line in each file."""
+    names = list(splits)
+    for i, first_name in enumerate(names):
+        first = splits[first_name]
+        first_line = dict(zip(first.rel_paths, first.line_numbers))
+        for second_name in names[i + 1:]:
+            second = splits[second_name]
+            shared = [(rel, line) for rel, line in zip(second.rel_paths, second.line_numbers) if rel in first_line]
+            if shared:
+                rel, line = shared[0]
+                more = f" ({len(shared) - 1} more images are in both)" if len(shared) > 1 else ""
+                raise DataError(f"{rel!r} is in both the {first_name} and the {second_name} split: {first.list_file}, "
+                                f"line {first_line[rel]} and {second.list_file}, line {line}{more}; delete it from "
+                                f"one of the two files (the standard split files share no image)")
 
 
 def read_classnames_txt(path: Path) -> list[str]:
@@ -95,13 +102,16 @@ def read_inat_categories(path: Path, level: str = "species") -> list[str]:
 
 
 @dataclass(frozen=True)
-class SplitFileDataset:
-    """Shared loader; subclasses give the standard folder and file names (all overridable with --set)."""
+class SplitFileDataset(HeldOutValidation):
+    """Shared loader; subclasses give the standard folder and file names (all overridable with --set). The
+    validation split is a list file (val_list) or held out of the training split (val_fraction), not both."""
 
     image_dir: str = setting("", help="image root, relative to --data-root unless absolute")
     split_dir: str = setting("", help="folder of the split files, relative to --data-root unless absolute")
     train_list: str = setting("train.txt", help="training split file in split_dir: 'path label' lines")
     test_list: str = setting("test.txt", help="test split file in split_dir")
+    val_list: str = setting("", help="validation split file in split_dir (ImageNet-LT, Places-LT: val.txt, the "
+                                     "official 20 / 10 images per class); '': none")
     classnames_file: str = setting("classnames.txt", help="class names in split_dir, one per label")
     epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 
@@ -109,6 +119,17 @@ class SplitFileDataset:
         check_fields(self)
 
     name = ""
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_list) or super().has_validation
+
+    def validation_hint(self, scope: str) -> str:
+        return f"--set {scope}.val_list=val.txt (the official list) or {super().validation_hint(scope)}"
+
+    def list_files(self) -> dict[str, str]:
+        """Split name -> its list file name in split_dir."""
+        return {"train": self.train_list, "test": self.test_list, **({"val": self.val_list} if self.val_list else {})}
 
     def read_classnames(self, path: Path) -> list[str]:
         return read_classnames_txt(path)
@@ -120,15 +141,16 @@ class SplitFileDataset:
     def source_files(self, data_root: Path) -> list[Path]:
         """The files a build reads (besides the images): a change to one of them means a new build."""
         split_dir = data_root / self.split_dir
-        return [split_dir / name for name in (self.classnames_file, self.train_list, self.test_list)]
+        return [split_dir / name for name in (self.classnames_file, *self.list_files().values())]
 
     def build(self, data_root: Path, download: bool) -> LongTailData:
         if download:
             raise DataError(f"{self.name} cannot be downloaded automatically; see the README for where to get it")
         image_root = data_root / self.image_dir
         split_dir = data_root / self.split_dir
-        for field_name, file_name in (("classnames_file", self.classnames_file), ("train_list", self.train_list),
-                                      ("test_list", self.test_list)):
+        files = {"classnames_file": self.classnames_file,
+                 **{f"{split}_list": name for split, name in self.list_files().items()}}
+        for field_name, file_name in files.items():
             if not (split_dir / file_name).is_file():
                 raise DataError(
                     f"{self.name}: {field_name} not found: {split_dir / file_name}. Put the standard split files "
@@ -138,7 +160,7 @@ class SplitFileDataset:
         category_names = self.read_classnames(split_dir / self.classnames_file)
         classnames, relabel = self.label_space(category_names)
         splits = {}
-        for split, list_name in (("train", self.train_list), ("test", self.test_list)):
+        for split, list_name in self.list_files().items():
             list_file = split_dir / list_name
             rel_paths, labels, lines = parse_split_file(list_file)
             bad = np.flatnonzero((labels < 0) | (labels >= len(category_names)))
@@ -148,8 +170,8 @@ class SplitFileDataset:
                                 f"({len(category_names)} classes in {split_dir / self.classnames_file})")
             splits[split] = FileImages(image_root, rel_paths, labels if relabel is None else relabel[labels],
                                        list_file, lines)
-        check_disjoint(splits["train"], splits["test"])
-        return LongTailData(self.name, classnames, splits["train"], splits["test"])
+        check_disjoint(splits)
+        return self.with_validation(LongTailData(self.name, classnames, **splits))
 
 
 @register_dataset("imagenet_lt")
@@ -183,6 +205,7 @@ class INaturalist2018(SplitFileDataset):
     level: Literal["kingdom", "phylum", "class", "order", "family", "genus", "species"] = setting(
         "species", help="taxonomic level of the classes (labels of coarser levels: their taxa in alphabetical order)")
     name = "inat2018"
+    validation_hint = HeldOutValidation.validation_hint  # its official val.txt is the test split
 
     def read_classnames(self, path: Path) -> list[str]:
         return read_inat_categories(path, self.level)

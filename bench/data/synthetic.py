@@ -11,6 +11,7 @@ from bench.fields import MAX_EPOCHS, check_fields, setting
 from .base import ArrayImages, LongTailData
 from .cifar import cifar_lt_counts
 from .registry import register_dataset
+from .validation import HeldOutValidation
 
 COLOURS = {
     "red": (220, 40, 40), "orange": (240, 140, 30), "yellow": (230, 220, 40), "green": (40, 170, 60),
@@ -43,20 +44,21 @@ def render(labels: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarra
 
 def generated_long_tail(config, name: str, classnames: list[str], render_split) -> LongTailData:
     """A generated data set from `config` (num_classes, max_per_class, imbalance_ratio, test_per_class, seed,
-    epochs): CIFAR-LT training counts, a balanced test split, images from `render_split(labels, split)`,
-    called for "train", then "test"."""
+    epochs and the HeldOutValidation options): CIFAR-LT training counts, a balanced test split, images from
+    `render_split(labels, split)`, called for "train", then "test", and a validation split held out of the
+    training split when asked for."""
     key = f"{name}/k{config.num_classes}-n{config.max_per_class}-ir{config.imbalance_ratio:g}-s{config.seed}"
     counts = cifar_lt_counts(config.max_per_class, config.num_classes, config.imbalance_ratio)
     splits = {}
     for split, per_class in (("train", counts), ("test", config.test_per_class)):
         labels = np.repeat(np.arange(config.num_classes), per_class)
         splits[split] = ArrayImages(render_split(labels, split), labels, f"{key}/{split}")
-    return LongTailData(name=name, classnames=classnames, **splits)
+    return config.with_validation(LongTailData(name=name, classnames=classnames, **splits))
 
 
 @register_dataset("synthetic_lt")
 @dataclass(frozen=True)
-class SyntheticLT:
+class SyntheticLT(HeldOutValidation):
     """20 classes (colour x pattern), CIFAR-LT profile from `max_per_class` down by `imbalance_ratio`."""
 
     num_classes: int = setting(20, low=2, high=len(COLOURS) * len(PATTERNS), help="classes, head first")

@@ -21,6 +21,7 @@ from .base import CLASSES_SHOWN, DataError, FileImages, LongTailData
 from .cifar import cifar_lt_counts, long_tail_indices
 from .registry import register_dataset
 from .split_files import read_classnames_txt, read_utf8
+from .validation import HeldOutValidation
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # compared lower-case
 SPLITS = ("train", "test")
@@ -51,8 +52,9 @@ def shown(names: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class UserDataset(ABC):
-    """Shared by `folder` and `csv`: where the data is, the optional long-tail cut, the epochs."""
+class UserDataset(HeldOutValidation, ABC):
+    """Shared by `folder` and `csv`: where the data is, the optional long-tail cut, the epochs, and a held-out
+    validation split (cut from the long-tail training split, so that it follows the same profile)."""
 
     path: str = setting("", help="where the data is, relative to --data-root unless absolute (required)")
     imbalance_ratio: float | None = setting(
@@ -85,10 +87,10 @@ class UserDataset(ABC):
             if not len(images):
                 raise DataError(f"{self.name}: no {split} images in {images.list_file}")
         data = LongTailData(self.name, classnames, train, test)  # refuses a class with no training image
-        if self.imbalance_ratio is None:
-            return data
-        cut = long_tail_cut(train, data.train_class_counts, self.imbalance_ratio, self.subsample_seed)
-        return LongTailData(self.name, classnames, cut, test)
+        if self.imbalance_ratio is not None:
+            cut = long_tail_cut(train, data.train_class_counts, self.imbalance_ratio, self.subsample_seed)
+            data = LongTailData(self.name, classnames, cut, test)
+        return self.with_validation(data)
 
 
 def visible_entries(folder: Path) -> list[Path]:

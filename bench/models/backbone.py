@@ -126,7 +126,13 @@ def tokenizer_for(model_name: str):
     if vocab.is_file():
         context = open_clip.get_model_config(model_name)["text_cfg"]["context_length"]
         return WordTokenizer.from_file(vocab, context)
-    return open_clip.get_tokenizer(model_name)
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except Exception as exc:  # SigLIP's and others' Hugging Face tokenizers: a missing package, offline files
+        raise WeightsUnavailableError(
+            f"the tokenizer of {model_name} cannot be loaded ({type(exc).__name__}: {exc}); it needs its Hugging "
+            f"Face tokenizer (pip install transformers, and its files in the cache: run once with internet "
+            f"access). Regimes that encode no prompt need none: --set all.classifier_init=class_mean") from exc
 
 
 def _is_tag(pretrained: str | None) -> bool:
@@ -340,9 +346,10 @@ def backbone_of(clip_model: nn.Module, model_name: str, classnames: list[str], t
 
 def load_backbone(model_name: str, pretrained: str | None, classnames: list[str],
                   device: torch.device | str = "cpu", cache=None, seed: int = 0,
-                  quick_gelu: bool | None = None, text_tower: bool = False) -> Backbone:
-    """The image tower and the class prompts' text embeddings (from `cache`, a DiskCache, when given), with the
-    activation of `uses_quick_gelu`; the text tower too with `text_tower`."""
+                  quick_gelu: bool | None = None, text_tower: bool = False, text_embeddings: bool = True) -> Backbone:
+    """The image tower and, with `text_embeddings`, the class prompts' text embeddings (from `cache`, a DiskCache,
+    when given), with the activation of `uses_quick_gelu`; the text tower too with `text_tower`."""
     clip_model = create_clip(model_name, pretrained, quick_gelu)
-    text = cached_text_embeddings(clip_model, model_name, pretrained, classnames, device, cache, seed, quick_gelu)
+    text = (cached_text_embeddings(clip_model, model_name, pretrained, classnames, device, cache, seed, quick_gelu)
+            if text_embeddings else None)
     return backbone_of(clip_model, model_name, classnames, text, text_tower)

@@ -70,7 +70,8 @@ def train(job: Job) -> JobResult:
     regime = get_regime(job.regime)
     seed_everything(job.seed)
     backbone = load_backbone(job.model, job.pretrained, data.classnames, ctx.device, cache=ctx.cache, seed=job.seed,
-                             quick_gelu=job.quick_gelu, text_tower=regime.uses_text_tower(job.recipe))
+                             quick_gelu=job.quick_gelu, text_tower=regime.uses_text_tower(job.recipe),
+                             text_embeddings=regime.needs_text_embeddings(job.recipe))
     recipe = regime.resolve(job.recipe, data.num_classes, backbone)
     model = regime.build(backbone, data, recipe).to(ctx.device)
     initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
@@ -88,6 +89,8 @@ def train(job: Job) -> JobResult:
     view = "tte" if recipe.tte else "test"
     metrics, statistics = {}, None
     metrics["test"], tested = evaluate(model, data, "test", view, ctx)
+    if data.val is not None:  # the split that picks among candidates (--select), seen as the test split is
+        metrics["val"], _ = evaluate(model, data, "val", view, ctx)
     if job.runtime.train_eval:
         metrics["train"], trained = evaluate(model, data, "train", "test", ctx)
         single_crop = tested if view == "test" else features(model, data, "test", "test", ctx)  # as the papers'
