@@ -92,9 +92,13 @@ def train_transform(kind: str, size: int, num_epochs: int, mean, std, mda_func: 
 
 
 def resize_for_test(size: int, tte: bool, expand: int | None = None) -> int:
-    """LIFT-plus's test resize: size + expand pixels; unset, 24 with TTE (248 for 224), size // 7 without (256)."""
+    """LIFT-plus's test resize: size + expand pixels; unset, 24 with TTE (248 for 224), size // 7 without (256).
+
+    LIFT-plus's 24 px is meant for CLIP's 224 px and up. Below 224 px (the embedded demo model) the TTE default
+    scales with the size, round(24 * size / 224), so each of the five crops still covers ~90% of the image.
+    """
     if expand is None:
-        expand = 24 if tte else size // 7
+        expand = (24 if size >= 224 else round(24 * size / 224)) if tte else size // 7
     return size + expand
 
 

@@ -59,7 +59,7 @@ def test_the_recipe_mda_func_and_expand_reach_the_transforms(monkeypatch):
     assert [t.transforms[0].size for t in loaders] == [32 + 8, 32 + 8]
     key = features.features_key(ctx, data, "test", "tte", 32)
     assert key["resize"] == 40 and features.features_key(JobContext.create(make_job("lift_plus")), data, "test",
-                                                         "tte", 32)["resize"] == 32 + 24
+                                                         "tte", 32)["resize"] == 32 + 3
 
 
 def test_minimalist_crops_are_square_and_within_scale():
@@ -90,7 +90,8 @@ def test_minimalist_never_flips():
 @pytest.mark.parametrize("size, tte, expand, side", [
     (224, True, None, 248), (224, False, None, 256),  # the papers' 248 / 256
     (336, True, None, 360), (336, False, None, 384),  # LIFT-plus: +24 absolute with TTE, size // 7 without
-    (32, True, None, 56), (32, False, None, 36),
+    (32, True, None, 35), (32, False, None, 36),  # below 224 px the TTE default scales: 32 + round(24·32/224)
+    (112, True, None, 124), (223, True, None, 247),
     (224, True, 0, 224), (224, False, 16, 240), (32, True, 8, 40),
 ])
 def test_test_resize_is_size_plus_expand(size, tte, expand, side):
