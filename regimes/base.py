@@ -95,6 +95,7 @@ class Regime:
     trains: ClassVar[bool] = True
     lightweight: ClassVar[bool] = True  # a parameter-efficient method (the papers' "light"; not full, partial, probes)
     runs_on_resnet: ClassVar[bool] = False  # what LIFT-plus implements for ResNets: full, bitfit, ssf, the heads
+    text_side: ClassVar[str] = ""  # what a regime that works through the text-encoder classifier tunes there
 
     def make_head(self, backbone: Backbone, data: LongTailData, recipe: Recipe) -> nn.Module:
         return make_classifier(recipe.classifier, recipe.classifier_init, backbone, data.num_classes,
@@ -121,6 +122,9 @@ class Regime:
             able = ", ".join(name for name in REGIMES.names() if REGIMES.get(name).runs_on_resnet)
             raise ValueError(f"{self.name} needs a ViT tower: {visual.name} is a ResNet, without attention blocks; "
                              f"regimes that run on ResNets: {able}")
+        if self.text_side and recipe.classifier != "text":
+            raise ValueError(f"{self.name} {self.text_side}, which classify only with classifier=text; leave "
+                             f"{self.name}.classifier unset")
         if recipe.classifier == "text":
             if not has_text_tower(visual):
                 raise ValueError(needs_text_tower(f"{self.name}: classifier=text", visual.name,

@@ -22,14 +22,10 @@ class CLIPAdapter(Regime):
     summary = "adapters on both projected embeddings; the text encoder classifies"
     recipe = replace(CLIPAdapterRecipe(), classifier="text")
     runs_on_resnet = True  # it acts on the embeddings, which a CLIP ResNet has too
+    text_side = "adapts the image and text embeddings"
 
     def tunes_image_tower(self, recipe):
         return False
-
-    def check(self, recipe, backbone):
-        super().check(recipe, backbone)
-        if recipe.classifier != "text":
-            raise ValueError("clip_adapter adapts the text encoder's classifier: leave clip_adapter.classifier unset")
 
     def adapt(self, model, data, recipe):
         dim = model.head.image_projection.shape[1]

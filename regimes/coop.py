@@ -81,15 +81,13 @@ class CoOp(Regime):
     summary = "learnable prompt context; the text encoder classifies"
     recipe = replace(CoOpRecipe(), classifier="text", epochs=50, batch_size=32, lr=0.002, augmentation="rrc_flip")
     runs_on_resnet = True  # it tunes the text side only
+    text_side = "learns the text encoder's prompts"
 
     def tunes_image_tower(self, recipe):
         return False
 
     def check(self, recipe, backbone):
         super().check(recipe, backbone)
-        if recipe.classifier != "text":
-            raise ValueError("coop learns the text encoder's prompts, which classify only with classifier=text; "
-                             "leave coop.classifier unset")
         if recipe.context_init == "photo" and recipe.context_length != len(PHOTO.split()):
             raise ValueError(f"coop.context_init=photo starts from the {len(PHOTO.split())} words of '{PHOTO}'; "
                              f"set coop.context_length={len(PHOTO.split())} or coop.context_init=random")

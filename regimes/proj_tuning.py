@@ -13,15 +13,13 @@ class ProjectionTuning(Regime):
 
     summary = "image and text projections; the text encoder classifies"
     recipe = replace(Recipe(), classifier="text")
+    text_side = "trains the image and text projections"
 
     def tunes_image_tower(self, recipe):
         return False  # the image projection is copied into the head: the tower itself stays frozen
 
     def check(self, recipe, backbone):
         super().check(recipe, backbone)
-        if recipe.classifier != "text":
-            raise ValueError("proj_tuning trains the projections of the text-encoder classifier: leave "
-                             "proj_tuning.classifier unset")
         if isinstance(backbone.visual, Tower):
             raise ValueError(f"proj_tuning: {backbone.name}'s image tower has no projection (a CLIP ResNet's "
                              f"attention pool projects itself); use clip_adapter or coop")

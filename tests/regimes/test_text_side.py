@@ -147,6 +147,10 @@ def test_text_tower_peft_trains_the_text_blocks(b32):
     ("lora", {"tower": "text"}, r"lora.tower=text tunes the text tower, which reaches the logits only through the "
                                 r"text-encoder classifier: add --set lora.classifier=text"),
     ("coop", {"classifier": "cosine"}, r"coop learns the text encoder's prompts.*leave coop.classifier unset"),
+    ("clip_adapter", {"classifier": "linear"}, r"clip_adapter adapts the image and text embeddings, which classify "
+                                              r"only with classifier=text; leave clip_adapter.classifier unset"),
+    ("proj_tuning", {"classifier": "cosine"}, r"proj_tuning trains the image and text projections.*leave "
+                                             r"proj_tuning.classifier unset"),
     ("lift_plus", {"classifier": "text", "classifier_init": "class_mean"},
      r"classifier=text is the text encoder on the class prompts.*leave lift_plus.classifier_init at semantic"),
     ("linear_probe", {"classifier": "text"}, r"linear_probe with classifier=text trains nothing"),
