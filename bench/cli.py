@@ -27,7 +27,7 @@ from bench.overrides import OverrideError
 from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, SELECTION_FILE, Plan,
                         Selection, plan)
 from bench.protocols import PROTOCOLS, REFERENCE
-from bench.job_result import JobOutcome
+from bench.job_result import JobOutcome, JobRow
 from bench.registry import REGIMES, UnknownNameError, get_regime
 from bench.results import RunStore
 from bench.scheduler import device_slots, run_local
@@ -219,14 +219,13 @@ def describe_settings() -> str:
 
 def check_data(configs, runtime: Runtime, verify_images: bool) -> dict:
     """Build every data set and check its files before anything trains; {config: data fingerprint}."""
+    from bench.data.checks import summary_line
+
     fingerprints = {}
     for config in dict.fromkeys(configs):
         data = build_dataset(config, runtime.data_root, runtime.download)
         fingerprints[config] = check_images(data, decode=verify_images, progress=sys.stderr.isatty())
-        summary = data.summary()
-        log.info("data %s: %d classes, %d train / %d test images, %d–%d per class, groups %s", summary["name"],
-                 summary["num_classes"], summary["train_size"], summary["test_size"], summary["min_count"],
-                 summary["max_count"], "/".join(str(v) for v in summary["groups"].values()))
+        log.info("%s", summary_line(data.summary()))  # one line per data set, never its class names or counts
     return fingerprints
 
 
@@ -276,14 +275,16 @@ def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: l
 
 
 def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: list[str],
-             results: dict[str, JobOutcome]) -> None:
-    """Run the jobs without a result (all with --force), collecting every job's result into `results` as it
-    comes, so that an interrupted run still reports what finished."""
+             results: dict[str, JobRow]) -> None:
+    """Run the jobs without a result (all with --force), collecting every job's outcome in brief (JobRow: status,
+    label, error, results.csv row) into `results` as it comes, so that an interrupted run still reports what
+    finished. A finished job is recognised from its row file (bench.results), without reading its result."""
     todo = []
     for job in jobs:
-        if not args.force and store.is_finished(job.job_id):
+        done = None if args.force else store.row(job.job_id)
+        if done is not None and done.status == "ok":
             log.info("%s: already done (%s), skipped", job.label, store.job_path(job.job_id))
-            results[job.job_id] = store.load(job.job_id)
+            results[job.job_id] = done
         else:
             todo.append(job)
     if todo:
@@ -291,7 +292,7 @@ def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: 
                  f"Ray ({args.ray_address or 'local cluster'})" if args.backend == "ray" else ", ".join(slots))
     with tqdm(total=len(todo), desc="jobs", unit="job", disable=not sys.stderr.isatty(), position=0) as bar:
         for result in _launch(todo, args, store, slots):
-            results[result.job_id] = result
+            results[result.job_id] = JobRow.of(result)  # the full result is not kept
             bar.update()
             log.info("%s: %s", result.label, result.status if result.status == "ok" else result.error)
 
@@ -341,8 +342,9 @@ def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list
     return run_plan, slots, store
 
 
-def finish(store: RunStore, results: list[JobOutcome], write_report: bool) -> None:
-    """results.csv, the summary and the report: written whatever failed, each failure logged, not raised."""
+def finish(store: RunStore, results: list[JobRow | JobOutcome], write_report: bool) -> None:
+    """results.csv, the summary (from the jobs' rows) and the report: written whatever failed, each failure logged,
+    not raised."""
     try:
         table = store.write_table(read_manifest(store.run_dir).current_ids())
         print(format_summary([r.to_row() for r in results]))
@@ -381,7 +383,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
         print("ltbench: interrupted before any training", file=sys.stderr)
         return 130
     jobs = run_plan.jobs
-    results: dict[str, JobOutcome] = {}
+    results: dict[str, JobRow] = {}
     interrupted = False
     try:
         with terminate_on_signals():

@@ -19,7 +19,8 @@ CI_COLUMNS = tuple(f"{metric}_ci_{end}" for metric in CI_METRICS for end in ("lo
 ROW_COLUMNS = ("job_id", "status", "dataset", "regime", "seed", "recipe_id", "protocol", "model", "pretrained",
                "activation", "top1", *GROUPS, "train_top1", *(f"train_{g}" for g in GROUPS), "trainable_params",
                "trainable_pct", "epochs", "train_s", "total_s", "split_fingerprint", "data_fingerprint", "error",
-               *CLASS_BALANCED, *CI_COLUMNS)
+               *CLASS_BALANCED, *CI_COLUMNS, "backbone_trainable_params", "backbone_trainable_pct",
+               "classifier_params")
 
 
 def recipe_id(config: dict) -> str:
@@ -60,7 +61,9 @@ class JobResult:
     resolved: dict = field(default_factory=dict)  # automatic recipe sizes as the regime resolved them
     metrics: dict = field(default_factory=dict)  # split -> bench.evaluation.classification_metrics
     statistics: Optional[dict] = None  # {"groups": group summary, "seconds", "file": stats/<id>.npz}
-    params: dict = field(default_factory=dict)  # trainable, backbone, trainable_pct, trainable_tensors
+    # trainable (all), backbone, trainable_pct, backbone_trainable (not the classifier), classifier (its class
+    # weight and bias), backbone_trainable_pct, trainable_tensors
+    params: dict = field(default_factory=dict)
     epochs: Optional[int] = None
     history: list = field(default_factory=list)  # one record per epoch
     timings: dict = field(default_factory=dict)
@@ -68,11 +71,16 @@ class JobResult:
     log: Optional[str] = None
     oom_retry: Optional[dict] = None  # the halved batch sizes of an out-of-memory retry
     save_error: Optional[str] = None  # the driver could not save it (the worker may have)
+    # where RunStore moved the per-class arrays ({"file": "arrays/<id>.npz", "keys": [...]}); None when they are
+    # inline, as in a result in memory or a result read back in full (RunStore.load)
+    arrays: Optional[dict] = None
 
     status = "ok"
 
     def to_dict(self) -> dict:
-        return {"status": self.status, **dataclasses.asdict(self)}
+        """The result as its JSON object. Not a deep copy (dataclasses.asdict took seconds at 8,142 classes): the
+        fields hold plain JSON values already, and the nested ones are the result's own."""
+        return {"status": self.status, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
     def to_row(self) -> dict:
         """One flat row; an empty group stays empty (None), never 0 or NaN-as-a-number."""
@@ -84,6 +92,9 @@ class JobResult:
         return _row(self.status, self.job_id, self.config, activation=self.activation, **accuracies,
                     **{key: test.get(key) for key in CLASS_BALANCED}, **intervals,
                     trainable_params=self.params.get("trainable"), trainable_pct=self.params.get("trainable_pct"),
+                    backbone_trainable_params=self.params.get("backbone_trainable"),
+                    backbone_trainable_pct=self.params.get("backbone_trainable_pct"),
+                    classifier_params=self.params.get("classifier"),
                     epochs=self.epochs, train_s=self.timings.get("train_s"), total_s=self.timings.get("total_s"),
                     split_fingerprint=self.split_fingerprint)
 
@@ -116,9 +127,36 @@ class JobFailure:
 JobOutcome = Union[JobResult, JobFailure]
 
 
-def outcome_from_dict(data: dict) -> JobOutcome:
+@dataclass
+class JobRow:
+    """A job's outcome in brief, what the driver keeps of every job: its status, label and error, and its
+    results.csv row (which the run summary prints). RunStore writes one beside each job's JSON."""
+
+    job_id: str
+    label: str
+    status: str
+    row: dict
+    error: Optional[str] = None
+
+    @classmethod
+    def of(cls, outcome: "JobOutcome | JobRow") -> "JobRow":
+        if isinstance(outcome, JobRow):
+            return outcome
+        return cls(outcome.job_id, outcome.label, outcome.status, outcome.to_row(), getattr(outcome, "error", None))
+
+    def to_row(self) -> dict:
+        return {column: self.row.get(column) for column in ROW_COLUMNS}
+
+
+def outcome_from_dict(data: dict, run_dir=None) -> JobOutcome:
     """A saved result or failure, from any version: fields this one does not know are dropped, missing ones
-    take their defaults."""
+    take their defaults. With the `run_dir` it was read from, the per-class arrays and the data-set summary that
+    RunStore keeps in files of their own are put back (`bench.results.restore`); without it they stay there
+    (`arrays` and `dataset["file"]` say where)."""
+    if run_dir is not None:
+        from bench.results import restore  # bench.results imports this module
+
+        data = restore(data, run_dir)
     kind = JobResult if data.get("status") == "ok" else JobFailure
     known = {f.name for f in dataclasses.fields(kind)}
     values = {k: v for k, v in data.items() if k in known}

@@ -19,8 +19,8 @@ from bench.data.groups import FEW_MAX, ClassGroups
 from bench.io import atomic_file
 from bench.manifest import ManifestError
 
-from .figures import (DATASET_FIGURES, RUN_FIGURES, class_accuracy, grid_heatmap, grid_paired_tests,
-                      paired_t_pvalue, stats_by_row)
+from .figures import (DATASET_FIGURES, RUN_FIGURES, _job_stats, backbone_share, class_accuracy,
+                      data_wait_share, grid_heatmap, grid_paired_tests, paired_t_pvalue)
 from .load import Run, load_run
 from .markdown import interval_text, mean_sd, row_interval, run_markdown
 from .published import TOLERANCE, compare, coverage
@@ -29,15 +29,18 @@ from .verdict import light_rows, verdict
 
 log = logging.getLogger(__name__)
 SUMMARY = [("top1", "overall", True), ("many", "many", True), ("medium", "medium", True), ("few", "few", True),
-           ("trainable_params", "trainable", None), ("trainable_pct", "% backbone", None), ("epochs", "epochs", None),
-           ("total_s", "time s", False)]
+           ("trainable_params", "trainable", None), ("backbone_tuned_pct", "% backbone tuned", None),
+           ("classifier_params", "classifier params", None), ("epochs", "epochs", None),
+           ("total_s", "time s", False), ("data_wait_pct", "data wait %", None)]
+OPTIONAL = ("data_wait_pct",)  # a summary column shown only where some job recorded it
 INTERVALS = [("top1", "overall 95% CI"), ("few", "few 95% CI")]  # each placed after its metric's column
 BALANCED = [("worst_class_acc", "worst class", True), ("hmean_acc", "harmonic mean", True),
             ("gmean_acc", "geometric mean", True), ("macro_f1", "macro-F1", True), ("error_rate", "error", False)]
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee;cursor:pointer}
 td:first-child,td:nth-child(2){text-align:left}.best{font-weight:bold;background:#dfd}
-.problems{color:#a00}figure{margin:1.5em 0}figcaption{font-style:italic;color:#444}img{max-width:100%}"""
+.problems{color:#a00}.skipped{color:#666;font-style:italic}figure{margin:1.5em 0}
+figcaption{font-style:italic;color:#444}img{max-width:100%}"""
 SORT_SCRIPT = """document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',
 function(){var t=th.closest('table'),b=t.tBodies[0],i=Array.prototype.indexOf.call(th.parentNode.children,th),
 asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';var rows=Array.prototype.slice.call(b.rows);
@@ -50,9 +53,10 @@ def summary_table(run: Run, columns: list = SUMMARY, intervals: list = INTERVALS
     """One line per data set and row (one recipe of a regime): means over that row's seeds only, `seeds` = n;
     after each measured column (one with a best direction) its `<title> sd` over the seeds (ddof = 1, empty
     with one seed: no fake 0); and the 95 % intervals of `intervals`' metrics (reports.markdown.row_interval)."""
-    ok = run.main
+    ok = with_derived(run, run.main)
     if ok.empty:
         return pd.DataFrame()
+    columns = [c for c in columns if c[0] not in OPTIONAL or ok[c[0]].notna().any()]
     groups = ok.groupby(["dataset", "row"])
     table = groups[[c for c, _, _ in columns]].mean()
     table.insert(0, "seeds", groups.seed.nunique())
@@ -63,6 +67,18 @@ def summary_table(run: Run, columns: list = SUMMARY, intervals: list = INTERVALS
         if higher is not None:
             table.insert(table.columns.get_loc(metric) + 1, f"{title} sd", groups[metric].std(ddof=1))
     return table.reset_index()
+
+
+def with_derived(run: Run, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the columns the report derives: `backbone_tuned_pct` (the backbone's share a regime tunes,
+    classifier not counted; trainable_pct for results written before that split), `classifier_params` (None
+    for those results) and `data_wait_pct` (mean over epochs of the share of step time spent waiting for data,
+    in %; NaN where the history does not record it)."""
+    classifier = rows.get("classifier_params")
+    return rows.assign(
+        backbone_tuned_pct=backbone_share(rows),
+        classifier_params=pd.to_numeric(classifier, errors="coerce") if classifier is not None else np.nan,
+        data_wait_pct=rows.job_id.map(data_wait_share(run, rows.job_id)) if len(rows) else np.nan)
 
 
 def _titled(table: pd.DataFrame, columns: list) -> str:
@@ -133,15 +149,23 @@ def _attempt(problems: list[str], what: str, make, *args):
 
 
 def _drawn(make, *args) -> tuple | None:
-    """(figure, caption, PNG): rendered here, so that a figure that cannot be saved fails inside the guard."""
+    """(figure, caption, PNG): rendered here, so that a figure that cannot be saved fails inside the guard;
+    (None, why, None) for a figure with nothing to show (a `Skip`, or None)."""
     made = make(*args)
-    return None if made is None else (*made, _png(made[0]))
+    if made is None or isinstance(made, str):
+        what = getattr(make, "__name__", "figure")
+        return None, str(made) if made else f"{what}: nothing to show.", None
+    return (*made, _png(made[0]))
 
 
 def collect_figures(run: Run, problems: list[str]) -> list[tuple[str, str, object, str, bytes]]:
     """(section, file stem, figure, caption, PNG) in report order; a figure that cannot be drawn is a line in
-    `problems` instead."""
+    `problems` instead, and one with nothing to show is (section, "", None, why, None)."""
     out = []
+    if run.main.empty:
+        out.append(("Accuracy and cost", "", None, "No finished job of a regime's own recipe, so the accuracy and "
+                    "cost figures are not drawn" + (" (the grids' jobs have their own figures below)."
+                                                    if run.grids else "."), None))
     for make in RUN_FIGURES if not run.main.empty else []:
         made = _attempt(problems, f"figure {make.__name__}", _drawn, make, run)
         if made:
@@ -155,7 +179,13 @@ def collect_figures(run: Run, problems: list[str]) -> list[tuple[str, str, objec
         made = _attempt(problems, f"heatmap of grid {grid['name']}", _drawn, grid_heatmap, run, grid)
         if made:
             out.append((f"Ablation grid: {grid['name']}", f"grid-{grid['name']}", *made))
-    return [(section, f"{i:02d}-{stem}", *rest) for i, (section, stem, *rest) in enumerate(out, 1)]
+    numbered, i = [], 0
+    for section, stem, fig, caption, png in out:
+        if fig is not None:
+            i += 1
+            stem = f"{i:02d}-{stem}"
+        numbered.append((section, stem, fig, caption, png))
+    return numbered
 
 
 def few_shot_gaps(run: Run, dataset: str) -> dict[str, float | None]:
@@ -336,10 +366,13 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
     if settings is not None and not settings.empty:
         parts.append("<h2>Hyper-parameters and where they come from</h2>" + html_table(settings))
     section = None
-    for name, stem, _, caption, png in figures:
+    for name, stem, fig, caption, png in figures:
         if name != section:
             parts.append(f"<h2>{html.escape(name)}</h2>")
             section = name
+        if fig is None:
+            parts.append(f'<p class="skipped">{html.escape(caption)}</p>')
+            continue
         with atomic_file(run_dir / "figures" / f"{stem}.png") as fh:
             fh.write(png)
         parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
@@ -359,14 +392,28 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
         text = [f"ltbench report: {run_dir.name}", ""] + provenance(run) + [""] + problems[:20] + [""]
         for dataset, lines in findings.items():
             text += [dataset] + [f"  {line}" for line in lines] + [""]
+        skipped = [caption for _, _, fig, caption, _ in figures if fig is None]
+        if skipped:
+            text += ["Figures not drawn:"] + [f"  {line}" for line in skipped]
         cover.text(0.05, 0.95, "\n".join(text), va="top", fontsize=8, wrap=True, family="monospace")
         pdf.savefig(cover)
         plt.close(cover)
-        for _, _, fig, caption, _ in figures:
+        for _, stem, fig, caption, _ in figures:
+            if fig is None:
+                continue
             fig.text(0.01, 0.005, caption, fontsize=7, va="bottom", wrap=True)
-            pdf.savefig(fig)
+            try:
+                pdf.savefig(fig)
+            except Exception as exc:  # noqa: BLE001 - drawn as PNG already; the PDF says what it lacks
+                log.exception("report: PDF page of %s failed", stem)
+                page = plt.figure(figsize=(8.3, 11.7))
+                page.text(0.05, 0.95, f"figure {stem} could not be drawn in the PDF: {type(exc).__name__}: {exc}",
+                          va="top", fontsize=8, wrap=True)
+                pdf.savefig(page)
+                plt.close(page)
     for _, _, fig, _, _ in figures:
-        plt.close(fig)
+        if fig is not None:
+            plt.close(fig)
     return html_path, pdf_path
 
 
@@ -375,10 +422,12 @@ def worst_tail_classes(run: Run, n: int = 10) -> str:
     (escaped)."""
     parts = []
     for dataset in sorted(set(run.main.dataset)):
-        stats = stats_by_row(run, dataset)
         rows = run.main[(run.main.dataset == dataset) & (run.main.regime == "full")]
-        for row in sorted(set(rows.row) & set(stats)):
-            parts.append(_tail_table(run, dataset, row, rows[rows.row == row].job_id.iloc[0], stats[row], n))
+        for row, jobs in rows.groupby("row"):
+            stats = next((s for s in (_job_stats(run, j, ("train_count", "gap_pairwise")) for j in jobs.job_id)
+                          if s is not None), None)  # the row's first job with statistics, as before
+            if stats is not None:
+                parts.append(_tail_table(run, dataset, row, jobs.job_id.iloc[0], stats, n))
     return "".join(parts)
 
 

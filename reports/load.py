@@ -18,24 +18,31 @@ from bench.data.groups import GROUP_NAMES
 from bench.job_result import CI_COLUMNS, CLASS_BALANCED, JobOutcome, JobResult, outcome_from_dict, recipe_id
 from bench.manifest import Manifest, ManifestJob, read_manifest
 from bench.registry import REGIMES
-from bench.results import RunStore
+from bench.results import RunStore, read_statistics
 
 COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",
            "top1", *GROUP_NAMES, "train_top1", *(f"train_{g}" for g in GROUP_NAMES), "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
-           "peak_memory_mb", *CLASS_BALANCED, *CI_COLUMNS]
+           "peak_memory_mb", *CLASS_BALANCED, *CI_COLUMNS, "backbone_trainable_params", "backbone_trainable_pct",
+           "classifier_params"]
 NUMERIC = COLUMNS[COLUMNS.index("top1"):]
 LISTED = 5  # job labels named in one problem line
+
+
+FULL_RESULTS_KEPT = 8  # results read back in full (per-class arrays) that a Run keeps for the next call
 
 
 @dataclass
 class Run:
     path: Path
-    results: dict[str, JobOutcome]  # job id -> outcome shown (stale ones and those of no plan only with include_all)
+    # job id -> outcome shown (stale ones and those of no plan only with include_all), as its JSON holds it: the
+    # per-class arrays and the data-set summary that RunStore keeps in files of their own come with `result`
+    results: dict[str, JobOutcome]
     table: pd.DataFrame  # one row per shown job (ok and failed); COLUMNS and JobResult.to_row's
     grids: list[dict] = field(default_factory=list)  # grid records, members reduced to the shown jobs
     problems: list[str] = field(default_factory=list)  # failed, missing, left out, unreadable
     main_ids: set[str] = field(default_factory=set)  # jobs of the regimes' own recipes (not grid variants)
     manifest: Manifest | None = None
+    _full: dict = field(default_factory=dict, repr=False, compare=False)  # a few results read back in full
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -48,8 +55,17 @@ class Run:
         return ok[ok.job_id.isin(self.main_ids)]
 
     def result(self, job_id: str) -> JobResult:
-        """A finished job's result (the table's ok rows name them)."""
-        return self.results[job_id]
+        """A finished job's result in full (the table's ok rows name them): its per-class accuracies, confusion
+        counts and data-set summary read back from the run folder when RunStore keeps them apart. Raises
+        bench.results.ResultFileError naming a file that is missing or damaged."""
+        result = self.results[job_id]
+        if not (getattr(result, "arrays", None) or (getattr(result, "dataset", None) or {}).get("file")):
+            return result  # everything inline (folders written before, small data sets)
+        if job_id not in self._full:
+            if len(self._full) >= FULL_RESULTS_KEPT:
+                self._full.pop(next(iter(self._full)))
+            self._full[job_id] = outcome_from_dict(result.to_dict(), self.path)
+        return self._full[job_id]
 
     def few_shot_gap(self, job_id: str) -> float | None:
         """The job's headline feature statistic: test − train pairwise spread, averaged over few-shot classes."""
@@ -57,12 +73,10 @@ class Run:
         return ((stats.get("groups") or {}).get("few") or {}).get("gap_pairwise")
 
     def stats(self, job_id: str) -> dict[str, np.ndarray] | None:
-        info = self.result(job_id).statistics or {}
-        path = self.path / info["file"] if info.get("file") else None
-        if path is None or not path.is_file():
-            return None
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        """The job's per-class feature statistics (`test_means` from the shared class-means file, or from the
+        statistics file of folders written before); None without a statistics file."""
+        info = self.results[job_id].statistics or {}
+        return read_statistics(self.path, info["file"]) if info.get("file") else None
 
 
 def _derived_main_ids(results: list[JobOutcome], grids: list[dict]) -> set[str]:

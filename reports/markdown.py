@@ -10,8 +10,9 @@ from .load import Run
 
 CI = "ci"  # a column's format: its row's 95 % interval (`row_interval`)
 SPREAD = "± sd over seeds (sample sd, ddof = 1; n = 1 shows the mean alone)"
-RECIPE = {"trainable_pct"}  # the same for every seed of a row: its mean alone
-COLUMNS = [("trainable_pct", "% backbone", ".2f"), ("top1", "overall", ".1f"), ("top1", "overall 95% CI", CI),
+RECIPE = {"backbone_tuned_pct", "classifier_params"}  # the same for every seed of a row: its mean alone
+COLUMNS = [("backbone_tuned_pct", "% backbone tuned", ".2f"), ("classifier_params", "classifier params", ",.0f"),
+           ("top1", "overall", ".1f"), ("top1", "overall 95% CI", CI),
            ("many", "many", ".1f"), ("medium", "medium", ".1f"), ("few", "few", ".1f"), ("few", "few 95% CI", CI),
            ("train_top1", "train", ".1f"), ("few_gap", "few-shot gap", ".3f"), ("total_s", "time s", ".0f"),
            ("worst_class_acc", "worst class", ".1f"), ("hmean_acc", "harmonic mean", ".1f"),
@@ -49,7 +50,12 @@ def _cell(rows: pd.DataFrame, column: str, spec: str) -> str:
 def markdown_table(run: Run, dataset: str) -> str:
     """One row per recipe of a regime on `dataset` (reports.load's `row`), sorted by few-shot accuracy;
     accuracies as mean ± sd over seeds, intervals as in `row_interval`."""
+    from .figures import backbone_share
+
     rows = run.main[run.main.dataset == dataset].copy()
+    rows["backbone_tuned_pct"] = backbone_share(rows)  # classifier not counted; trainable_pct for older results
+    classifier = rows.get("classifier_params")
+    rows["classifier_params"] = pd.to_numeric(classifier, errors="coerce") if classifier is not None else None
     rows["few_gap"] = [run.few_shot_gap(job_id) for job_id in rows.job_id]
     order = rows.groupby("row").few.mean().sort_values(ascending=False).index
     head = ["regime", "seeds"] + [title for _, title, _ in COLUMNS]

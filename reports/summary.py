@@ -6,11 +6,15 @@ from bench.text_table import format_cell, format_table
 COLUMNS = [("dataset", "dataset", "{}"), ("regime", "regime", "{}"), ("seed", "seed", "{}"),
            ("status", "status", "{}"), ("top1", "top-1", "{:.2f}"), ("many", "many", "{:.2f}"),
            ("medium", "medium", "{:.2f}"), ("few", "few", "{:.2f}"), ("train_top1", "train", "{:.2f}"),
-           ("trainable_params", "trainable", "{:,}"), ("trainable_pct", "%backbone", "{:.3f}"),
+           ("trainable_params", "trainable", "{:,}"), ("backbone_pct", "%backbone tuned", "{:.3f}"),
            ("epochs", "epochs", "{}"), ("total_s", "time s", "{:.1f}")]
 EMPTY = "–"  # an empty group, or a value a failed job does not have
 
 
 def format_summary(rows: list[dict]) -> str:
+    """The rows as a plain table; `%backbone tuned` counts the backbone only (`backbone_trainable_pct`), or
+    `trainable_pct` (the classifier counted in) for rows that lack it."""
+    rows = [{**row, "backbone_pct": row.get("backbone_trainable_pct") if row.get("backbone_trainable_pct")
+             is not None else row.get("trainable_pct")} for row in rows]
     return format_table([title for _, title, _ in COLUMNS],
                         [[format_cell(row.get(key), fmt, EMPTY) for key, _, fmt in COLUMNS] for row in rows])

@@ -26,6 +26,33 @@ def _named(row: str, regime: str, words: str) -> str:
     return words + row[len(regime):]
 
 
+def _span(low: float, high: float, spec: str) -> str:
+    return f"{low:{spec}}" if f"{low:{spec}}" == f"{high:{spec}}" else f"{low:{spec}}–{high:{spec}}"
+
+
+def light_share(light: pd.DataFrame) -> str:
+    """How much of the backbone the light rows tune, the classifier counted apart: `backbone_trainable_pct`
+    and `classifier_params` (results written before that split only have `trainable_pct`, the classifier
+    included, and say so)."""
+    from .figures import backbone_share  # figures imports pyplot; the verdict alone need not
+
+    own = light.get("backbone_trainable_pct")
+    split = own is not None and pd.to_numeric(own, errors="coerce").notna().all()
+    pct = backbone_share(light).groupby(light.row).mean().dropna()
+    if pct.empty:
+        return "their trainable share is not recorded"
+    text = f"they tune {_span(pct.min(), pct.max(), '.2g')}% of the backbone (papers: under 1%)"
+    if not split:
+        return text.replace("tune", "train") + ", the classifier counted in (results written before the " \
+            "backbone and the classifier were counted apart)"
+    if "classifier_params" not in light:
+        return text
+    classifier = pd.to_numeric(light["classifier_params"], errors="coerce").groupby(light.row).mean().dropna()
+    if classifier.empty:
+        return text
+    return text + f", plus the classifier's {_span(classifier.min(), classifier.max(), ',.0f')} parameters"
+
+
 def _light_vs_full(rows: pd.DataFrame, mean: pd.DataFrame, light: list[str], full: str, name: str,
                    gaps: dict[str, float]) -> list[str]:
     """The light rows against one full fine-tuning row, called `name` in the text."""
@@ -36,9 +63,8 @@ def _light_vs_full(rows: pd.DataFrame, mean: pd.DataFrame, light: list[str], ful
              f"({mean.loc[full].few:.1f}) by {abs(diff):.1f} points; overall "
              f"{mean.loc[best].top1:.1f} vs {mean.loc[full].top1:.1f}."]
     beaten = int((mean.loc[light].few > mean.loc[full].few).sum())
-    pct = rows[rows.row.isin(light)].groupby("row").trainable_pct.mean()
-    lines.append(f"{beaten} of {len(light)} light regimes beat {name} on few-shot classes; they train "
-                 f"{pct.min():.2g}–{pct.max():.2g}% of the backbone (the papers' light regimes: under 1%).")
+    lines.append(f"{beaten} of {len(light)} light regimes beat {name} on few-shot classes; "
+                 + light_share(rows[rows.row.isin(light)]) + ".")
     if diff <= 0:
         lines.append(f"So against {name} this run does not reproduce the papers' finding that heavy fine-tuning "
                      "hurts the tail.")

@@ -87,6 +87,30 @@ def _raise_first(problems: list[Problem], what: str, fix: str) -> NoReturn:
     raise DataError(f"{message}. {fix}")
 
 
+IMAGE_ROOT_SETTING = {  # data sets whose image root is not set by `image_dir` (bench.data.user_data)
+    "folder": ("path", "DIR", "the folder holding train_dir and test_dir"),
+    "csv": ("image_dir", "DIR", "the base of the CSV's relative image paths; without it, the CSV's folder"),
+}
+
+
+def image_root_hint(dataset: str) -> str:
+    """The --set that moves `dataset`'s image root: `path` for `folder`, `image_dir` for the others."""
+    field, value, meaning = IMAGE_ROOT_SETTING.get(dataset, ("image_dir", "DIR", ""))
+    return f"--set {dataset}.{field}={value}" + (f", {meaning}" if meaning else "")
+
+
+def summary_line(summary: dict) -> str:
+    """One line for a data set's `LongTailData.summary()`: sizes, the range of images per class and the group
+    sizes; never the class names or the per-class counts (8,142 of each for iNaturalist 2018)."""
+    val = summary.get("val_size")
+    groups = summary.get("groups") or {}
+    return (f"data {summary['name']}: {summary['num_classes']:,} classes, {summary['train_size']:,} train / "
+            f"{summary['test_size']:,} test" + (f" / {val:,} val" if val else "") + " images, "
+            f"{summary['min_count']:,}–{summary['max_count']:,} per class"
+            + (", groups " + "/".join(f"{k} {v:,}" for k, v in groups.items()) if groups else "")
+            + (f", fingerprint {str(summary['fingerprint'])[:12]}" if summary.get("fingerprint") else ""))
+
+
 def _array_digest(split: ArrayImages) -> bytes:
     images = np.ascontiguousarray(split.images)
     digest = hashlib.sha256(f"{images.dtype}{images.shape}".encode())
@@ -124,7 +148,7 @@ def check_images(data: LongTailData, *, decode: bool = False, progress: bool = F
     unreadable = [problem for problem in problems if problem.state.problem != CORRUPT]
     if unreadable:
         _raise_first(unreadable, "missing, empty or not regular files",
-                     f"Check the image root (--data-root, or --set {data.name}.image_dir=DIR) or restore the files")
+                     f"Check the image root (--data-root, or {image_root_hint(data.name)}) or restore the files")
     if problems:
         _raise_first(problems, "corrupt or truncated",
                      "Replace the listed files with intact copies from the original download")

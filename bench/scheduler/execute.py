@@ -74,7 +74,9 @@ def execute(job: Job, run_dir: str | Path) -> JobOutcome:
         return JobFailure.of(job, str(storage_error(store.lock_path(job.job_id), exc) or exc))
     try:
         if not job.runtime.force and store.is_finished(job.job_id):
-            return store.load(job.job_id)
+            done = store.load(job.job_id)
+            if done is not None:  # None: a file it refers to is damaged, so it is not done after all
+                return done
         return _run_and_save(job, store)
     finally:
         lock.release()

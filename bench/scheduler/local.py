@@ -52,7 +52,8 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
         code = process.wait()
     finally:
         untrack(process)
-    result = store.load(job.job_id) if _stamp(store.job_path(job.job_id)) != before else None
+    # as the JSON holds it: the driver keeps only its row, so the per-class arrays are not read back
+    result = store.load(job.job_id, full=False) if _stamp(store.job_path(job.job_id)) != before else None
     if result is None and code in INTERRUPTED:  # the run was stopped: nothing failed, the rerun resumes it
         return JobFailure.of(job, "interrupted", status="interrupted")
     if result is None:  # killed before it could record anything (segfault, OOM killer)

@@ -15,6 +15,7 @@ from bench.features import PretrainedTower, features, frozen_tower
 from bench.job_result import JobResult
 from bench.models.backbone import activation_of, input_size, load_backbone
 from bench.models.head_init import initialise_head
+from bench.models.heads import TextClassifier
 from bench.registry import get_regime
 from bench.statistics import class_statistics, group_summary
 
@@ -62,6 +63,47 @@ def feature_statistics(model, data, test: dict, train: dict, ctx: JobContext) ->
     return summary
 
 
+def classifier_tensors(model) -> list[str]:
+    """The names of the classifier's trainable tensors: the class weight and bias of a head on the image
+    features (`model.head`, however it is wrapped). A text-encoder classifier (TextClassifier) has none: what
+    trains in it (CoOp's context, CLIP-Adapter's branches, the projections, text blocks) is backbone-side."""
+    names = []
+
+    def visit(module, prefix: str) -> None:
+        if isinstance(module, TextClassifier):
+            return
+        names.extend(prefix + name for name, p in module.named_parameters(recurse=False) if p.requires_grad)
+        for child_name, child in module.named_children():
+            visit(child, f"{prefix}{child_name}.")
+
+    visit(model.head, "head.")
+    return names
+
+
+def parameter_share(model) -> dict:
+    """What trains, counted honestly: `trainable` (all, for compatibility), `classifier` (the class weight and
+    bias), `backbone_trainable` (the rest: adapters, prompts, tuned backbone tensors, context vectors), the
+    backbone's size, and both as a percentage of it (`trainable_pct` counts the classifier, as before)."""
+    trainable = model.trainable_parameters()
+    classifier = set(classifier_tensors(model))
+    n_trainable = sum(p.numel() for _, p in trainable)
+    n_classifier = sum(p.numel() for name, p in trainable if name in classifier)
+    n_backbone = model.backbone_parameter_count()
+    return {"trainable": n_trainable, "backbone": n_backbone, "trainable_pct": 100.0 * n_trainable / n_backbone,
+            "backbone_trainable": n_trainable - n_classifier, "classifier": n_classifier,
+            "backbone_trainable_pct": 100.0 * (n_trainable - n_classifier) / n_backbone,
+            "trainable_tensors": [name for name, _ in trainable]}
+
+
+def data_wait_share(history: list[dict]) -> float | None:
+    """Total time the training steps waited for data over total step time, from the epochs' `data_wait_s` (and
+    `step_s` where recorded, else the epoch's `seconds`); None when the records do not have them."""
+    if not history or not all(h.get("data_wait_s") is not None for h in history):
+        return None
+    total = sum(h["step_s"] if h.get("step_s") is not None else h.get("seconds") or 0.0 for h in history)
+    return sum(h["data_wait_s"] for h in history) / total if total > 0 else None
+
+
 def train(job: Job) -> JobResult:
     """Build, train (resuming from a checkpoint), evaluate and measure one job."""
     start = time.perf_counter()
@@ -75,8 +117,8 @@ def train(job: Job) -> JobResult:
     recipe = regime.resolve(job.recipe, data.num_classes, backbone)
     model = regime.build(backbone, data, recipe).to(ctx.device)
     initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
-    trainable = model.trainable_parameters()
-    n_trainable, n_backbone = sum(p.numel() for _, p in trainable), model.backbone_parameter_count()
+    params = parameter_share(model)
+    n_trainable, n_backbone = params["trainable"], params["backbone"]
     setup_s = time.perf_counter() - start
     log.info("%s: %d trainable parameters (%.3f%% of the backbone), %d epochs on %s/%s", job.label, n_trainable,
              100.0 * n_trainable / n_backbone, recipe.epochs, ctx.device, ctx.precision)
@@ -102,12 +144,12 @@ def train(job: Job) -> JobResult:
         dataset=data.summary(), split_fingerprint=data.fingerprint, hparam_sources=job.hparam_sources,
         activation=activation_of(backbone.visual), resolved=_resolved(job.recipe, recipe),
         metrics=metrics, statistics=statistics,
-        params={"trainable": n_trainable, "backbone": n_backbone, "trainable_pct": 100.0 * n_trainable / n_backbone,
-                "trainable_tensors": [name for name, _ in trainable]},
+        params=params,
         epochs=recipe.epochs, history=history,
         timings={"setup_s": setup_s, "train_s": train_s,
                  "train_images_per_s": (sum(h["images_per_s"] for h in history) / len(history) if history else None),
                  "eval_s": sum(m["seconds"] for m in metrics.values()), "peak_memory_mb": peak_memory_mb(ctx.device),
+                 "data_wait_share": data_wait_share(history),
                  "total_s": time.perf_counter() - start},
         versions={"ltbench": bench.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__})
 

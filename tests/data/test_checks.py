@@ -143,3 +143,15 @@ def test_standard_split_checks_name_the_first_missing_image(lt_splits, tmp_path)
     with pytest.raises(DataError, match=r"image not found: .*train/airfield/00004851\.jpg \(listed in .*train\.txt, "
                                         r"line 1\); 98999 more listed images are missing"):
         check_images(data)
+
+
+def test_image_root_hint_names_each_data_set_s_own_setting():
+    from bench.data.checks import image_root_hint
+
+    assert image_root_hint("places_lt") == "--set places_lt.image_dir=DIR"
+    assert image_root_hint("folder").startswith("--set folder.path=DIR")  # `folder` has no image_dir
+    assert image_root_hint("csv").startswith("--set csv.image_dir=DIR")
+    from bench.data.user_data import CsvData, FolderData  # the fields the hints name exist
+
+    assert "path" in FolderData.__dataclass_fields__ and "image_dir" not in FolderData.__dataclass_fields__
+    assert "image_dir" in CsvData.__dataclass_fields__

@@ -109,9 +109,10 @@ def test_markdown_table_has_mean_and_spread_over_seeds(run_folder, capsys):
 
     assert report_main([str(run_folder), "--markdown"]) == 0
     printed = capsys.readouterr().out
-    assert "| regime | seeds | % backbone | overall |" in printed and "few-shot gap" in printed
+    assert "| regime | seeds | % backbone tuned | classifier params | overall |" in printed
+    assert "few-shot gap" in printed
     lift = next(line for line in printed.splitlines() if line.startswith("| lift_plus | 2 |"))
-    assert " ± " in lift and len(lift.split("|")) == 18  # 16 columns between the outer bars
+    assert " ± " in lift and len(lift.split("|")) == 19  # 17 columns between the outer bars
     assert "| overall 95% CI |" in printed and "| macro-F1 |" in printed
-    low, high = map(float, lift.split("|")[5].strip(" []").split(","))  # over the row's two seeds
-    assert low <= float(lift.split("|")[4].split("±")[0]) <= high
+    low, high = map(float, lift.split("|")[6].strip(" []").split(","))  # over the row's two seeds
+    assert low <= float(lift.split("|")[5].split("±")[0]) <= high
