@@ -122,6 +122,9 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--loader-workers", type=number(int, 0),
                        help="DataLoader processes per job (default: 0 on CPU; on GPU the usable cores shared "
                             "among the jobs at once, or a Ray task's CPUs)")
+    group.add_argument("--resize-on-device", action="store_true",
+                       help="loader workers only decode and crop; the resize (Pillow's own filter, same pixels) "
+                            "runs on the device: ~1.5x images/s per loader core, for GPU runs short of cores")
     group.add_argument("--micro-batch-size", type=number(int, 1),
                        help="split each batch into micro-batches (exact gradient accumulation)")
     group.add_argument("--eval-batch-size", type=number(int, 1), default=256, help="images per evaluation batch")
@@ -321,7 +324,8 @@ def _runtime(args: argparse.Namespace, slots: list[str]) -> Runtime:
     return Runtime(data_root=args.data_root, download=args.download, device=args.device, precision=args.precision,
                    loader_workers=loader_workers(args, slots), micro_batch_size=args.micro_batch_size,
                    eval_batch_size=args.eval_batch_size, train_eval=not args.no_train_eval,
-                   run_dir=str(Path(args.out).resolve()), progress=sys.stderr.isatty(), force=args.force)
+                   run_dir=str(Path(args.out).resolve()), progress=sys.stderr.isatty(), force=args.force,
+                   resize_on_device=args.resize_on_device)
 
 
 def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list[str], RunStore]:

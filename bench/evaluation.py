@@ -16,11 +16,16 @@ HMEAN_FLOOR = 0.001  # percent: a class at 0 % counts as 0.001 % in the harmonic
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, loader, device: torch.device, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features N×n×D on the CPU (n crops per image, 1 without test-time ensembling) and labels N."""
+    """Features N×n×D on the CPU (n crops per image, 1 without test-time ensembling) and labels N.
+
+    A loader of uint8 crops (`uint8=True` transforms) is normalised on `device`, bit for bit as in the workers."""
+    from bench.data.loading import batch_normaliser, to_device
+
     model.eval()
+    normalise = batch_normaliser(loader)
     features, labels = [], []
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
+        images = to_device(images, device, normalise)
         crops = images.shape[1] if images.ndim == 5 else 1
         with autocast():
             f = model.features(images.flatten(0, 1) if images.ndim == 5 else images)

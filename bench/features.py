@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from bench.data.loading import make_loader
-from bench.data.transforms import resize_for_test, test_transform, train_transform
+from bench.data.transforms import resize_for_test, resize_mode, test_transform, train_transform
 from bench.evaluation import extract_features
 from bench.models import LongTailModel, create_clip
 from bench.models.backbone import input_mean_std, input_size, weights_identity
@@ -54,8 +54,10 @@ class PretrainedTower:
 def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext) -> dict:
     mean, std = input_mean_std(model.visual)
     size = input_size(model.visual)
-    transform = (train_transform("none", size, 1, mean, std) if view == "train"
-                 else test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand))
+    resize = resize_mode(ctx.job.runtime)
+    transform = (train_transform("none", size, 1, mean, std, uint8=True, resize=resize) if view == "train"
+                 else test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand, uint8=True,
+                                     resize=resize))
     batch = max(1, ctx.job.runtime.eval_batch_size // (5 if view == "tte" else 1))
     loader = make_loader(data.splits[split], transform, batch, shuffle=False,
                          seed=ctx.job.seed, workers=ctx.workers, pin_memory=ctx.device.type == "cuda")

@@ -240,3 +240,10 @@ def test_local_gpu_jobs_share_the_cores_unless_loader_workers_is_given():
     assert loader_workers(build_parser().parse_args([]), slots) == loader_workers_per_job(slots) >= 1
     assert loader_workers(build_parser().parse_args([]), ["cpu"]) == 0
     assert loader_workers(build_parser().parse_args(["--loader-workers", "3"]), slots) == 3
+
+
+def test_resize_on_device_reaches_the_runtime_and_is_off_by_default():
+    from bench.cli import _runtime, build_parser
+
+    assert _runtime(build_parser().parse_args([]), ["cpu"]).resize_on_device is False
+    assert _runtime(build_parser().parse_args(["--resize-on-device"]), ["cpu"]).resize_on_device is True

@@ -86,6 +86,9 @@ class FileImages(ImageSource):
                             f"(--data-root or --set DATASET.image_dir=DIR)")
         try:
             with Image.open(path) as image:
+                if image.mode == "RGB":
+                    image.load()  # decoded now, while the file is open; the same pixels convert would copy
+                    return image
                 return image.convert("RGB")
         except Exception as exc:  # PIL raises several types for corrupt files
             raise DataError(f"cannot read image {path} (listed in {where}): {exc}") from exc

@@ -1,5 +1,7 @@
-"""Torch datasets and seeded DataLoaders over an ImageSource."""
+"""Torch datasets and seeded DataLoaders over an ImageSource, and the step that readies their batches on the device."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -50,11 +52,36 @@ class TransformedImages(Dataset):
 
 def make_loader(source: ImageSource, transform, batch_size: int, *, shuffle: bool, seed: int,
                 workers: int, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader whose order and augmentation depend only on `seed` (reseed `loader.generator` per epoch)."""
+    """A DataLoader whose order and augmentation depend only on `seed` (reseed `loader.generator` per epoch).
+
+    A transform with a `collate` (resize="device": variable-size crops) batches with it."""
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
         TransformedImages(source, transform), batch_size=batch_size,
         sampler=SeededSampler(len(source), shuffle, generator), num_workers=workers, generator=generator,
         pin_memory=pin_memory, persistent_workers=False, drop_last=False,
+        collate_fn=getattr(transform, "collate", None),
     )
+
+
+def batch_normaliser(loader) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The device-side normalisation of a loader whose transform stops at uint8 pixels (`uint8=True` in
+    bench.data.transforms; with resize="device" also the resize and crops of its packed images), or None when
+    its batches are already the model's input (float transforms, cached features)."""
+    transform = getattr(getattr(loader, "dataset", None), "transform", None)
+    return getattr(transform, "normalise", None)
+
+
+def to_device(images, device: torch.device, normalise=None) -> torch.Tensor:
+    """`images` (a tensor, or a resize="device" transform's PackedImages) on `device` (asynchronously from pinned
+    memory), then normalised there (and resized, for PackedImages) when `normalise` is set.
+
+    A uint8 batch without a normaliser is an error: the model would see 0..255 integers."""
+    images = images.to(device, non_blocking=True)
+    if normalise is not None:
+        return normalise(images)
+    if not isinstance(images, torch.Tensor) or images.dtype == torch.uint8:
+        raise TypeError("a uint8 image batch needs its transform's `normalise` "
+                        "(see bench.data.loading.batch_normaliser)")
+    return images

@@ -27,6 +27,8 @@ class Runtime:
     progress: bool = False  # a progress bar over the job's steps (on a terminal)
     progress_position: int = 0  # its line, when several jobs run at once
     force: bool = False  # --force: rerun a job even when another process finished it meanwhile
+    resize_on_device: bool = False  # loader workers only decode and crop; the resize runs on the device, as
+    # Pillow's (bench.data.transforms.DeviceResize, bit for bit); off: the references' PIL path in the workers
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,68 @@ def test_tte_crops_are_the_corners_and_centre_of_the_248_resize():
                 resized[:, h - 224:, w - 224:], resized[:, top:top + 224, left:left + 224]]
     for crop, want in zip(crops, expected):
         assert (crop - want).abs().max() < 0.02  # PIL vs torchvision bicubic rounding
+
+
+def _random_images(n=6, seed=0):
+    """Random-content RGB images of odd sizes, both orientations."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        height, width = int(rng.integers(40, 140)), int(rng.integers(40, 140))
+        coarse = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+        field = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.int16)
+        pixels = np.clip(field + rng.integers(-40, 41, field.shape), 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(pixels))
+    return images
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+@pytest.mark.parametrize("build", [
+    *[lambda uint8, kind=kind: train_transform(kind, 32, 5, CLIP_MEAN, CLIP_STD, "convex", uint8=uint8)
+      for kind in ("minimalist", "rrc_flip", "rrc_flip_bilinear", "none")],
+    lambda uint8: eval_transform(32, CLIP_MEAN, CLIP_STD, uint8=uint8),
+    lambda uint8: eval_transform(32, CLIP_MEAN, CLIP_STD, tte=True, uint8=uint8),
+    lambda uint8: eval_transform(24, MEAN, STD, tte=True, expand=5, uint8=uint8),
+], ids=["minimalist", "rrc_flip", "rrc_flip_bilinear", "none", "test", "tte", "tte_expand"])
+def test_uint8_crops_normalised_on_the_device_are_the_reference_floats_bit_for_bit(build):
+    """Workers' uint8 crops + DeviceNormalise give exactly ToTensor + Normalize's floats, batched or not."""
+    old, new = build(False), build(True)
+    assert not hasattr(old, "normalise")
+    for epoch in (0, 2, 4):
+        from bench.data.transforms import set_epoch
+
+        set_epoch(old, epoch)
+        set_epoch(new, epoch)
+        reference, crops = [], []
+        for i, image in enumerate(_random_images(seed=epoch)):
+            torch.manual_seed(100 * epoch + i)
+            reference.append(old(image))
+            torch.manual_seed(100 * epoch + i)
+            crops.append(new(image))
+        for want, crop in zip(reference, crops):
+            assert crop.dtype == torch.uint8 and crop.shape == want.shape
+            got = new.normalise(crop)
+            assert got.dtype == want.dtype == torch.float32 and torch.equal(got, want)
+        same_shape = [c for c in crops if c.shape == crops[0].shape]
+        batch = new.normalise(torch.stack(same_shape))  # a collated batch, as after .to(device)
+        assert torch.equal(batch, torch.stack([r for r, c in zip(reference, crops) if c.shape == crops[0].shape]))
+
+
+def test_device_normalise_refuses_floats_and_survives_pickling():
+    import pickle
+
+    transform = train_transform("none", 16, 1, MEAN, STD, uint8=True)
+    transform.normalise(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))  # fills its constants cache
+    copy = pickle.loads(pickle.dumps(transform))
+    assert copy.normalise._constants == {} and copy.normalise.mean == (0.5, 0.5, 0.5)
+    with pytest.raises(TypeError, match="uint8"):
+        transform.normalise(torch.zeros(1, 3, 16, 16))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_normalise_on_cuda_matches_the_cpu_reference():
+    image = _random_images(1)[0]
+    old, new = (eval_transform(32, CLIP_MEAN, CLIP_STD, tte=True, uint8=u) for u in (False, True))
+    assert torch.equal(new.normalise(new(image).cuda()).cpu(), old(image))
