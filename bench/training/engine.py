@@ -118,10 +118,10 @@ def train(job: Job) -> JobResult:
     model = regime.build(backbone, data, recipe).to(ctx.device)
     initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
     params = parameter_share(model)
-    n_trainable, n_backbone = params["trainable"], params["backbone"]
     setup_s = time.perf_counter() - start
-    log.info("%s: %d trainable parameters (%.3f%% of the backbone), %d epochs on %s/%s", job.label, n_trainable,
-             100.0 * n_trainable / n_backbone, recipe.epochs, ctx.device, ctx.precision)
+    log.info("%s: %d trainable parameters: %d of the backbone (%.3f%%) and %d of the classifier; %d epochs on %s/%s",
+             job.label, params["trainable"], params["backbone_trainable"], params["backbone_trainable_pct"],
+             params["classifier"], recipe.epochs, ctx.device, ctx.precision)
 
     train_start = time.perf_counter()
     checkpoint = EpochCheckpoint(ctx.store.checkpoint_path(job.job_id), job.job_id) if ctx.store else None
