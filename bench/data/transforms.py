@@ -384,6 +384,9 @@ def _finish(stages: list, mean, std, uint8: bool) -> T.Compose:
     return transform
 
 
+RRC_INTERPOLATION = {"rrc_flip": BICUBIC, "rrc_flip_bilinear": InterpolationMode.BILINEAR}  # LIFT-plus, LIFT
+
+
 def train_transform(kind: str, size: int, num_epochs: int, mean, std, mda_func: str = "convex", *,
                     uint8: bool = False, resize: str = "worker", method: str = "pillow") -> T.Compose:
     """minimalist (LIFT+, on the schedule `mda_func`), rrc_flip (LIFT-plus `mda False`: bicubic RandomResizedCrop
@@ -397,17 +400,16 @@ def train_transform(kind: str, size: int, num_epochs: int, mean, std, mda_func: 
         if kind == "minimalist":
             return _on_device(CropRegion(MinimalistCrop(size, num_epochs, mda_func)),
                               DeviceResize(size, mean, std, method=method))
-        if kind in ("rrc_flip", "rrc_flip_bilinear"):
-            interpolation = BICUBIC if kind == "rrc_flip" else InterpolationMode.BILINEAR
+        if kind in RRC_INTERPOLATION:
+            interpolation = RRC_INTERPOLATION[kind]
             return _on_device(CropRegion(T.RandomResizedCrop(size, interpolation=interpolation), flip=True),
                               DeviceResize(size, mean, std, interpolation.value, method=method))
         if kind == "none":
             return _on_device(T.PILToTensor(), DeviceResize(size, mean, std, shorter=size, method=method))
     if kind == "minimalist":
         crop = [MinimalistCrop(size, num_epochs, mda_func)]
-    elif kind in ("rrc_flip", "rrc_flip_bilinear"):
-        interpolation = BICUBIC if kind == "rrc_flip" else InterpolationMode.BILINEAR
-        crop = [T.RandomResizedCrop(size, interpolation=interpolation), T.RandomHorizontalFlip()]
+    elif kind in RRC_INTERPOLATION:
+        crop = [T.RandomResizedCrop(size, interpolation=RRC_INTERPOLATION[kind]), T.RandomHorizontalFlip()]
     elif kind == "none":
         crop = [T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size)]
     else:
