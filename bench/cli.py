@@ -16,23 +16,26 @@ from tqdm import tqdm
 
 from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, check_images, dataset_config
-from bench.fields import MAX_EPOCHS, field_help, number
+from bench.fields import MAX_BATCH, MAX_EPOCHS, field_help, number
 from bench.grids import METRICS
 from bench.io import StorageError, write_atomic
 from bench.manifest import read_manifest, record_plan
+from bench.messages import first_line
 from bench.models import WeightsUnavailableError, create_clip
 from bench.models.timm_towers import IMAGENET_MODELS
-from bench.models.backbone import BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings
+from bench.models.backbone import (BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings,
+                                   check_prompt_tokenizer)
 from bench.overrides import OverrideError
 from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, SELECTION_FILE, Plan,
-                        Selection, plan)
-from bench.protocols import PROTOCOLS, REFERENCE
+                        Selection, check_measurable, plan)
+from bench.protocols import PROTOCOLS, REFERENCE, own_default_notes
 from bench.job_result import JobOutcome, JobRow
 from bench.registry import REGIMES, UnknownNameError, get_regime
 from bench.results import RunStore
 from bench.scheduler import device_slots, run_local
 from bench.scheduler.devices import loader_workers_per_job, parse_gpus
 from bench.scheduler.execute import LOGGERS
+from bench.scheduler.ray_backend import ClusterError
 from bench.scheduler.signals import terminate_on_signals
 from bench.text_table import format_table
 from bench.training import Job, Runtime
@@ -40,6 +43,7 @@ from reports.summary import format_summary
 
 RAY_GPU_TASK_CPUS = 8.0  # cores a Ray GPU task reserves by default (its DataLoader workers)
 MAX_SEED = 2**31 - 1
+MAX_PROCESSES = 1024  # jobs at a time, jobs per GPU, loader workers per job
 
 log = logging.getLogger("ltbench")
 
@@ -72,24 +76,28 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
 def _recipe_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("recipe", "the hyper-parameters of every job")
     group.add_argument("--protocol", default=REFERENCE.name, choices=PROTOCOLS.names(),
-                       help="hyper-parameters: reference (the reference code's defaults), lift_plus_paper or "
-                            "lift_paper (what the authors' published scripts ran; see README)")
+                       help="hyper-parameters: reference (ltbench's defaults: LIFT-plus's config but for a few "
+                            "values of its own, each naming its source), lift_plus_defaults (exactly LIFT-plus's "
+                            "config), lift_plus_paper or lift_paper (what each line of the authors' published "
+                            "scripts ran, on exactly the jobs it ran; see README)")
     group.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS),
                        help="override the epochs of every regime that trains")
     group.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
                        metavar="SCOPE.FIELD=VALUE",
                        help="override a regime's recipe or a data set's option, e.g. full.lr=0.001 "
                             "lift_plus.tte=false lora.rank=8 imagenet_lt.split_dir=/data/ImageNet_LT; "
-                            f"{ALL_REGIMES}.FIELD=VALUE sets FIELD in every selected regime that has it; grid "
-                            "points take them too, except for the fields their grid varies (see list)")
+                            f"{ALL_REGIMES}.FIELD=VALUE sets FIELD in every selected regime that has it; the "
+                            "scope must be in the run. The more specific wins: grid point or --select candidate > "
+                            f"REGIME. or DATASET. > {ALL_REGIMES}. > --epochs/--imbalance-ratio > --protocol; "
+                            "every overridden value is listed before training (see list)")
     group.add_argument("--select", action="append", default=[], metavar="FIELD=V1,V2,...",
                        help="model selection: each selected regime that has FIELD runs once per value (per "
                             "combination when repeated for several fields), and the report names, per data set, "
                             "regime and seed, the value best on the validation split with its test numbers, beside "
                             "the value choosing on test would have picked; every data set needs a validation split "
                             "(e.g. --set cifar100_lt.val_fraction=0.1, --set imagenet_lt.val_list=val.txt)")
-    group.add_argument("--select-metric", default="mean_class_acc", choices=METRICS,
-                       help="the validation metric --select picks on")
+    group.add_argument("--select-metric", choices=METRICS,
+                       help="the validation metric --select picks on (default: mean_class_acc)")
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -110,24 +118,25 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default="local", choices=["local", "ray"],
                        help="local: this machine's GPUs (or CPU); ray: one Ray task per job on a cluster")
     group.add_argument("--gpus", help="GPU indices for the local backend, e.g. 0,1,2,3 (default: every visible GPU)")
-    group.add_argument("--jobs-per-gpu", type=number(int, 1), default=1,
+    group.add_argument("--jobs-per-gpu", type=number(int, 1, MAX_PROCESSES), default=1,
                        help="jobs sharing one GPU at a time (light regimes)")
-    group.add_argument("--workers", type=number(int, 1), default=1, help="jobs at a time on CPU runs")
+    group.add_argument("--workers", type=number(int, 1, MAX_PROCESSES), default=1, help="jobs at a time on CPU runs")
     group.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     group.add_argument("--ray-gpus-per-job", type=number(float, 0), default=1.0,
                        help="GPUs each Ray task asks for; 0 runs the tasks on CPUs")
     group.add_argument("--ray-cpus-per-job", type=number(float, 0, low_open=True),
                        help=f"CPUs each Ray task asks for (default: {RAY_GPU_TASK_CPUS:g} for GPU tasks, which use "
                             "them as DataLoader workers; 1 for CPU tasks)")
-    group.add_argument("--loader-workers", type=number(int, 0),
+    group.add_argument("--loader-workers", type=number(int, 0, MAX_PROCESSES),
                        help="DataLoader processes per job (default: 0 on CPU; on GPU the usable cores shared "
                             "among the jobs at once, or a Ray task's CPUs)")
     group.add_argument("--resize-on-device", action="store_true",
                        help="loader workers only decode and crop; the resize (Pillow's own filter, same pixels) "
                             "runs on the device: ~1.5x images/s per loader core, for GPU runs short of cores")
-    group.add_argument("--micro-batch-size", type=number(int, 1),
+    group.add_argument("--micro-batch-size", type=number(int, 1, MAX_BATCH),
                        help="split each batch into micro-batches (exact gradient accumulation)")
-    group.add_argument("--eval-batch-size", type=number(int, 1), default=256, help="images per evaluation batch")
+    group.add_argument("--eval-batch-size", type=number(int, 1, MAX_BATCH), default=256,
+                       help="images per evaluation batch")
     group.add_argument("--no-train-eval", action="store_true", help="skip the training-set accuracy pass")
     group.add_argument("--force", action="store_true", help="rerun jobs that already have a result")
 
@@ -171,11 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def selection_of(args: argparse.Namespace) -> Selection:
-    """The run's selection from the parsed options (defaults resolved by Selection)."""
+    """The run's selection from the parsed options (defaults resolved by Selection); --select-metric without
+    --select, which would pick nothing, is refused."""
+    if args.select_metric and not args.select:
+        raise OverrideError(f"--select-metric {args.select_metric} picks among --select candidates and there are "
+                            f"none: add --select FIELD=V1,V2,... or drop --select-metric")
     return Selection(datasets=tuple(args.datasets), regimes=tuple(args.regimes or ()), grids=tuple(args.grid),
                      model=args.model, pretrained=args.pretrained, seeds=tuple(args.seeds), epochs=args.epochs,
                      imbalance_ratio=args.imbalance_ratio, protocol=args.protocol, quick_gelu=args.quick_gelu,
-                     overrides=tuple(args.overrides), select=tuple(args.select), select_metric=args.select_metric)
+                     overrides=tuple(args.overrides), select=tuple(args.select),
+                     select_metric=args.select_metric or Selection.select_metric)
 
 
 def _type_text(annotation: Any) -> str:
@@ -196,26 +210,31 @@ def _value_text(value: Any) -> str:
     return "''" if value == "" else str(value)
 
 
-def settings_table(config: Any) -> str:
+def settings_table(config: Any, notes: dict[str, str] | None = None) -> str:
     """One line per field of a config dataclass: name, type, default, valid range and help (the last two from
-    the field's metadata, see bench.fields.setting)."""
+    the field's metadata, see bench.fields.setting), the help followed by `notes` on the field's default: where a
+    default that is not LIFT-plus's comes from."""
     hints = typing.get_type_hints(type(config))
+    notes = notes or {}
     rows = []
     for f in dataclasses.fields(config):
         if f.init:
             bounds = f.metadata.get("bounds")
+            text = "; default: ".join(filter(None, (field_help(type(config), f.name), notes.get(f.name))))
             rows.append([f.name, _type_text(hints[f.name]), _value_text(getattr(config, f.name)),
-                         bounds.describe() if bounds else "", field_help(type(config), f.name)])
+                         bounds.describe() if bounds else "", text])
     return format_table(["setting", "type", "default", "range", "help"], rows)
 
 
 def describe_settings() -> str:
     """The list command: every data set and regime with the settings --set can change."""
     sections = ["DATA SETS (--set DATASET.FIELD=VALUE)"]
-    sections += [f"{name}\n{indent(settings_table(dataset_config(name)), '    ')}" for name in DATASETS.names()]
+    sections += [f"{name}\n{indent(settings_table(dataset_config(name), own_default_notes(name)), '    ')}"
+                 for name in DATASETS.names()]
     sections.append(f"REGIMES (--set REGIME.FIELD=VALUE, or {ALL_REGIMES}.FIELD=VALUE for every selected regime "
                     f"that has FIELD)")
-    sections += [f"{name}: {REGIMES.get(name).summary}\n{indent(settings_table(REGIMES.get(name).recipe), '    ')}"
+    sections += [f"{name}: {REGIMES.get(name).summary}\n"
+                 f"{indent(settings_table(REGIMES.get(name).recipe, own_default_notes(name)), '    ')}"
                  for name in REGIMES.names()]
     return "\n\n".join(sections)
 
@@ -223,13 +242,24 @@ def describe_settings() -> str:
 def check_data(configs, runtime: Runtime, verify_images: bool) -> dict:
     """Build every data set and check its files before anything trains; {config: data fingerprint}."""
     from bench.data.checks import summary_line
+    from bench.data.options import untested_notes
 
     fingerprints = {}
     for config in dict.fromkeys(configs):
         data = build_dataset(config, runtime.data_root, runtime.download)
         fingerprints[config] = check_images(data, decode=verify_images, progress=sys.stderr.isatty())
         log.info("%s", summary_line(data.summary()))  # one line per data set, never its class names or counts
+        for note in untested_notes(data):  # allowed (allow_untested_classes), so said even with -q
+            log.warning("%s", note)
     return fingerprints
+
+
+def check_metrics(run_plan: Plan, runtime: Runtime) -> None:
+    """Every metric the run picks on or plots (Plan.measured) has a value on every data set, or nothing trains."""
+    for dataset, config in dict.fromkeys((job.dataset, job.dataset_config) for job in run_plan.jobs):
+        for where, metric, splits in run_plan.measured:
+            check_measurable(build_dataset(config, runtime.data_root, runtime.download), dataset, metric, where,
+                             splits)
 
 
 def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
@@ -242,9 +272,11 @@ def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
         for regime, recipe in dict.fromkeys((job.regime, job.recipe) for job in mine):
             text_tower = get_regime(regime).uses_text_tower(recipe)
             get_regime(regime).check(recipe, backbone_of(clip_model, model, [], text_tower=text_tower))
+        prompted = [job for job in mine if get_regime(job.regime).needs_text_embeddings(job.recipe)]
+        if prompted:  # also where no embedding is computed here (random weights, Ray): every job would fail
+            check_prompt_tokenizer(clip_model, model)
         if device is None or cache is None or pretrained.strip().lower() in RANDOM_WEIGHTS:
             continue  # random weights differ per seed: each job draws its own
-        prompted = [job for job in mine if get_regime(job.regime).needs_text_embeddings(job.recipe)]
         for config in dict.fromkeys(job.dataset_config for job in prompted):
             data = build_dataset(config, runtime.data_root, runtime.download)
             cached_text_embeddings(clip_model, model, pretrained, data.classnames, device, cache,
@@ -273,7 +305,7 @@ def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: l
     if args.backend == "ray":
         from bench.scheduler.ray_backend import run_ray
 
-        return run_ray(jobs, store.run_dir, args.ray_address, args.ray_gpus_per_job, ray_cpus_per_job(args))
+        return run_ray(jobs, store.run_dir, args.ray_gpus_per_job, ray_cpus_per_job(args))
     return run_local(jobs, store.run_dir, slots)
 
 
@@ -297,7 +329,7 @@ def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: 
         for result in _launch(todo, args, store, slots):
             results[result.job_id] = JobRow.of(result)  # the full result is not kept
             bar.update()
-            log.info("%s: %s", result.label, result.status if result.status == "ok" else result.error)
+            log.info("%s: %s", result.label, result.status)  # a failure's error: once, in the summary at the end
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -334,7 +366,14 @@ def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list
     slots = _slots(args)
     runtime = _runtime(args, slots)
     draft = plan(selection, runtime)  # names, overrides and grids are checked before any data is read
+    for line in draft.overridden:  # a value the user gave that another source beat: said even with -q
+        log.warning("%s", line)
+    if args.backend == "ray":  # a cluster that can never run a job's task is refused, not waited for
+        from bench.scheduler.ray_backend import connect
+
+        connect(args.ray_address, args.ray_gpus_per_job, ray_cpus_per_job(args))
     fingerprints = check_data((job.dataset_config for job in draft.jobs), runtime, args.verify_images)
+    check_metrics(draft, runtime)
     store = RunStore(args.out)
     store.check_writable()  # before the models are built: a bad --out costs seconds, not minutes
     run_plan = plan(selection, runtime, fingerprints)
@@ -356,11 +395,15 @@ def finish(store: RunStore, results: list[JobRow | JobOutcome], write_report: bo
     except (OSError, ValueError) as exc:  # a full disk, an unreadable manifest
         log.error("cannot write results.csv: %s", exc)
     if write_report:
-        from reports.build import build_report
+        from reports.build import write_report as write_html_and_pdf
+        from reports.load import load_run
 
         try:
-            html_path, pdf_path = build_report(store.run_dir)
+            run = load_run(store.run_dir)
+            html_path, pdf_path = write_html_and_pdf(run)
             print(f"report: {html_path} and {pdf_path}")
+            for line in run.damaged.values():  # a damaged file of an earlier job: the report leaves its part out
+                log.warning("report: %s", line)
         except Exception as exc:  # a report problem never loses the results written above
             log.error("report failed: %s (rerun: python run_bench.py report %s)", exc, store.run_dir)
 
@@ -380,7 +423,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
                 write_atomic(store.run_dir / SELECTION_FILE, run_plan.selection)
     except (UnknownNameError, OverrideError) as exc:
         parser.error(str(exc))
-    except (DataError, WeightsUnavailableError, StorageError, ValueError) as exc:
+    except (DataError, WeightsUnavailableError, StorageError, ClusterError, ValueError) as exc:
         print(f"ltbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -403,10 +446,19 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
         return 130
     failed = [r for r in results.values() if r.status != "ok"]
     if failed:
-        print(f"{len(failed)} of {len(jobs)} jobs failed: " + "; ".join(f"{r.label} ({r.error})"
-                                                                        for r in failed), file=sys.stderr)
+        print(f"{len(failed)} of {len(jobs)} jobs failed (each job's traceback is in its JSON in {store.jobs_dir} "
+              f"and in its log):", file=sys.stderr)
+        for r in failed:
+            print(f"  {failure_line(r, store)}", file=sys.stderr)
         return 1
     return 0
+
+
+def failure_line(row: JobRow, store: RunStore) -> str:
+    """A failed job in one line: its label, the error's type and first line, and where its log is."""
+    log_path = store.log_path(row.job_id)
+    where = f" (log: {log_path})" if log_path.is_file() else ""
+    return f"{row.label}: {first_line(row.error or row.status)}{where}"
 
 
 def report_command(argv: list[str]) -> int:

@@ -73,8 +73,9 @@ def class_balanced_metrics(hits: np.ndarray, total: np.ndarray, predicted: np.nd
 
 
 def classification_metrics(preds: np.ndarray, labels: np.ndarray, train_counts: np.ndarray) -> dict:
-    """Accuracies in percent; a class absent from the split has accuracy None, an empty group's mean is None.
-    `ci95`: bootstrap intervals of top-1 and the group means (bench.bootstrap)."""
+    """Accuracies in percent; a class absent from the split has accuracy None and is in no mean (`untested_classes`
+    counts them), an empty group's mean is None. `ci95`: bootstrap intervals of top-1 and the group means
+    (bench.bootstrap)."""
     num_classes = len(train_counts)
     correct = preds == labels
     total = np.bincount(labels, minlength=num_classes)
@@ -93,6 +94,7 @@ def classification_metrics(preds: np.ndarray, labels: np.ndarray, train_counts: 
         **class_balanced_metrics(hits, total, predicted),
         "ci95": image_intervals(hits, total, groups),
         "num_samples": int(len(labels)),
+        "untested_classes": int(np.count_nonzero(total == 0)),
         "per_class_acc": [None if math.isnan(a) else float(a) for a in per_class],
         "confusion": [[int(t), int(p), int(c)] for (t, p), c in zip(pairs.T, counts)],
     }

@@ -30,6 +30,8 @@ def features_key(ctx: JobContext, data, split: str, view: str, size: int) -> dic
            "weights": weights_identity(job.model, job.pretrained, job.seed, quick_gelu=job.quick_gelu),
            "split": split, "fingerprint": job.data_fingerprint or data.fingerprint, "size": size,
            "tte": view == "tte", "precision": ctx.precision}
+    if job.recipe.interpolation != "bicubic":  # bicubic keys stay as they were before the choice existed
+        key["interpolation"] = job.recipe.interpolation
     if view == "train":
         return {**key, "view": view}
     return {**key, "resize": resize_for_test(size, view == "tte", job.recipe.expand)}
@@ -54,10 +56,11 @@ class PretrainedTower:
 def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext) -> dict:
     mean, std = input_mean_std(model.visual)
     size = input_size(model.visual)
-    resize = resize_mode(ctx.job.runtime)
-    transform = (train_transform("none", size, 1, mean, std, uint8=True, resize=resize) if view == "train"
-                 else test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand, uint8=True,
-                                     resize=resize))
+    resize, interpolation = resize_mode(ctx.job.runtime), ctx.job.recipe.interpolation
+    transform = (train_transform("none", size, 1, mean, std, uint8=True, resize=resize, interpolation=interpolation)
+                 if view == "train" else
+                 test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand, uint8=True,
+                                resize=resize, interpolation=interpolation))
     batch = max(1, ctx.job.runtime.eval_batch_size // (5 if view == "tte" else 1))
     loader = make_loader(data.splits[split], transform, batch, shuffle=False,
                          seed=ctx.job.seed, workers=ctx.workers, pin_memory=ctx.device.type == "cuda")

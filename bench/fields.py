@@ -3,6 +3,8 @@
 A field declared with `setting(default, low=..., high=...)` carries its bounds in the dataclass field's
 metadata; `check_fields(config)` (called from each config's `__post_init__`) rejects a value out of
 range, and every float field, declared or not, must be finite: `--set full.lr=inf` never reaches training.
+Every integer field has an upper bound too (tests/test_fields.py): `--set lora.rank=10000000000` stops here,
+naming the field, not in the job.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_EPOCHS = 10_000  # per-epoch seeds are seed·100003 + epoch: epochs below this never collide across seeds
+MAX_SIZE = 2**16  # ranks, bottlenecks, prompt lengths, block counts, images per class: far beyond any model or data set
+MAX_BATCH = 2**20  # images in one batch
+MAX_SIDE = 1024  # pixels of a generated image's side or of the margin added before the test crop
 
 
 @dataclass(frozen=True)
@@ -34,15 +39,29 @@ class Bounds:
 
 
 def _text(value: float) -> str:
-    """A bound or value as the user would write it: 2147483647, not 2.14748e+09."""
+    """A bound or value as the user would write it: 2147483647, not 2.14748e+09; an int too long to show (or to
+    convert to a float) by its length."""
+    if isinstance(value, int):
+        digits = str(abs(value))
+        return str(value) if len(digits) <= 32 else f"a {len(digits)}-digit number"
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def setting(default: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-            high_open: bool = False, help: str = "") -> Any:
-    """A dataclass field with a valid range (None, where the type allows it, always passes)."""
+            high_open: bool = False, help: str = "", identity: bool | str = True) -> Any:
+    """A dataclass field with a valid range (None, where the type allows it, always passes). `identity=False`:
+    a setting that only lets a run through a check (never changes a number), so it stays out of the job id;
+    `identity="unless_default"`: a setting added after job ids were first written, hashed only when it differs
+    from its default, so that the jobs of earlier run folders keep their ids."""
     return dataclasses.field(default=default, metadata={
-        "bounds": Bounds(low, high, low_open, high_open), "help": help})
+        "bounds": Bounds(low, high, low_open, high_open), "help": help, "identity": identity})
+
+
+def identity_fields(config: Any) -> dict:
+    """The config as a dict, less the settings that `setting(identity=...)` keeps out: what a job id hashes."""
+    dropped = {f.name for f in dataclasses.fields(config) if f.metadata.get("identity") is False or (
+        f.metadata.get("identity") == "unless_default" and getattr(config, f.name) == f.default)}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in dropped}
 
 
 def field_help(config_type: type, name: str) -> str:

@@ -6,6 +6,10 @@
     axes:                           # every combination is one job per data set and seed
       classifier_init: [semantic, random]
       tte: [true, false]
+
+Nothing in a file is dropped without a word: an unknown or repeated key, an axis without values, a value listed
+twice and a name that is not a plain file name are errors naming the file, and two grids of one run may not
+share a name (their records and heatmaps would overwrite each other).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from bench.overrides import OverrideError, apply_overrides
 from bench.registry import REGIMES
 
 METRICS = ("top1", "many", "medium", "few", "mean_class_acc")
+KEYS = ("name", "metric", "regime", "axes")  # what a grid file may hold
 
 
 @dataclass(frozen=True)
@@ -38,33 +43,110 @@ def value_text(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def load_grid(path: str | Path) -> Grid:
-    path = Path(path)
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                if key in lines:
+                    raise DuplicateKeyError(f"key {key!r} is given twice (lines {lines[key]} and {line}); keep one")
+                lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _read(path: Path) -> dict:
+    """The file's mapping, with only the keys a grid file has."""
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
-    except (OSError, yaml.YAMLError) as exc:
-        raise OverrideError(f"grid file {path}: cannot read it ({exc})") from None
+        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # JSON is YAML too
+    except DuplicateKeyError as exc:
+        raise OverrideError(f"grid file {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise OverrideError(f"grid file {path}: cannot read it ({' '.join(str(exc).split())})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("axes"), dict) or not spec["axes"]:
         raise OverrideError(f"grid file {path}: expected a mapping with 'axes: {{FIELD: [values]}}'")
-    axes = {str(k): (v if isinstance(v, list) else [v]) for k, v in spec["axes"].items()}
+    unknown = sorted(map(str, set(spec) - set(KEYS)))
+    if unknown:
+        raise OverrideError(f"grid file {path}: unknown key {unknown[0]!r}; a grid file has {', '.join(KEYS)}")
+    return spec
+
+
+def _axis(path: Path, name: str, values) -> list:
+    """An axis's values (a single value is an axis of one), none missing and none twice."""
+    values = values if isinstance(values, list) else [] if values is None else [values]
+    if not values:
+        raise OverrideError(f"grid file {path}: axis {name!r} has no values; list them, e.g. {name}: [a, b] "
+                            f"([null] for the automatic value)")
+    texts = [value_text(value) for value in values]
+    twice = next((text for i, text in enumerate(texts) if text in texts[:i]), None)
+    if twice is not None:
+        raise OverrideError(f"grid file {path}: axis {name!r} lists {twice} twice; list each value once")
+    return values
+
+
+def _axes(path: Path, spec: dict) -> dict[str, list]:
+    """The axes, the regime first (from `regime: NAME` or a `regime` axis, not both)."""
+    axes = {str(name): _axis(path, str(name), values) for name, values in spec["axes"].items()}
     if "regime" in spec:
+        if "regime" in axes:
+            raise OverrideError(f"grid file {path}: names the regime twice ('regime:' and a 'regime' axis); keep one")
+        if not isinstance(spec["regime"], str):
+            raise OverrideError(f"grid file {path}: 'regime:' takes one name; for several use a 'regime' axis")
         axes = {"regime": [spec["regime"]], **axes}
     if "regime" not in axes:
         raise OverrideError(f"grid file {path}: name the regime ('regime: lift_plus' or a 'regime' axis)")
+    return axes
+
+
+def _name(path: Path, spec: dict) -> str:
+    """The grid's name, which names its record and heatmap files: a plain file name."""
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or not name or name != Path(name).name or name.startswith("."):
+        raise OverrideError(f"grid file {path}: name {name!r} must be a plain file name (it names the grid's "
+                            f"record and heatmap), e.g. name: {path.stem}")
+    return name
+
+
+def load_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    spec = _read(path)
+    axes = _axes(path, spec)
     metric = spec.get("metric", "top1")
     if metric not in METRICS:
         raise OverrideError(f"grid file {path}: metric {metric!r} is not one of {', '.join(METRICS)}")
-    grid = Grid(str(spec.get("name", path.stem)), metric, axes)
+    grid = Grid(_name(path, spec), metric, axes)
     for point in grid.points():
         recipe_for(grid, point)  # validates names and values now, before any job runs
     return grid
+
+
+def load_grids(paths: list[str] | tuple[str, ...]) -> list[Grid]:
+    """A run's grids, each name once: two files of one name would write one record and one heatmap."""
+    grids: list[Grid] = []
+    files: dict[str, Path] = {}
+    for path in map(Path, paths):
+        grid = load_grid(path)
+        if grid.name in files:
+            same = files[grid.name].resolve() == path.resolve()
+            raise OverrideError(f"--grid {path} is given twice" if same else
+                                f"grid files {files[grid.name]} and {path} are both named {grid.name!r}: "
+                                f"give one of them another 'name:'")
+        files[grid.name] = path
+        grids.append(grid)
+    return grids
 
 
 def recipe_for(grid: Grid, point: dict, base=None):
     """The point's recipe: its axes applied to `base` (default: the regime's own recipe)."""
     regime = REGIMES.get(point["regime"])
     changes = {k: value_text(v) for k, v in point.items() if k != "regime"}
-    return apply_overrides(base or regime.recipe, changes, f"grid {grid.name} ({point['regime']})")
+    return apply_overrides(base or regime.recipe, changes, f"grid {grid.name} ({point['regime']})", option="")
 
 
 def grid_record(grid: Grid, members: list[tuple[dict, str, str, int]]) -> str:

@@ -1,10 +1,21 @@
 """Planning: what a run asks for (`Selection`) expanded into the jobs it runs (`Plan`), every recipe resolved.
 
-A job's recipe is its regime's defaults, then the protocol's values, then `--set` (`all.FIELD`, then
-`REGIME.FIELD`) and `--epochs`; a grid point's own values win over all of these for the fields its grid varies,
-and so do a selection candidate's (`--select FIELD=v1,v2`: each regime's main job becomes one job per candidate,
-picked later on the validation split, see reports.selection). Each job records where every value that is not a
-default came from (`hparam_sources`), for the report.
+Where two sources give one field, the more specific wins, by one precedence (highest first):
+
+    grid point / --select candidate      the fields the grid varies, the candidate's values
+    --set REGIME.FIELD                   (and --set DATASET.FIELD: a data set's options; DATASET.epochs is the
+                                          epochs of every regime that trains on it, below REGIME.epochs)
+    --set all.FIELD                      every selected regime that has FIELD
+    --epochs, --imbalance-ratio
+    --protocol                           bench.protocols
+    defaults                             the regime's recipe, the data set's config
+
+(`--select FIELD=v1,v2`: each regime's main job becomes one job per candidate, picked later on the validation
+split, see reports.selection). Every value that lost to another is listed in `Plan.overridden`, which the CLI
+prints before training; each job records where every value that is not LIFT-plus's config default came from
+(`hparam_sources`: ltbench's own defaults too, and under a paper protocol the script line, bench.protocols), for
+the report. A `--set` for a data set or regime that is not in the run is refused, and so is a paper protocol
+whose scripts ran none of the run's jobs.
 """
 from __future__ import annotations
 
@@ -14,13 +25,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.data import DATASETS, dataset_config
-from bench.grids import METRICS, grid_record, load_grid, value_text
+import numpy as np
+
+from bench.data import DATASETS, LongTailData, dataset_config
+from bench.data.groups import GROUP_NAMES, GROUP_RULES
+from bench.grids import METRICS, grid_record, load_grids, value_text
 from bench.job_result import recipe_id
 from bench.manifest import ManifestJob, dataset_key
 from bench.models.backbone import BUNDLED, DEMO_MODEL, uses_quick_gelu
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
-from bench.protocols import PROTOCOLS, REFERENCE, Protocol
+from bench.protocols import PROTOCOLS, REFERENCE, Protocol, own_default_sources
 from bench.registry import REGIMES
 from bench.training import Job, Runtime
 from bench.training.recipe import Recipe
@@ -72,12 +86,27 @@ class Selection:
 class Plan:
     """The jobs of a run (equal jobs once), its grids (name -> the JSON record for the run folder) and the ids
     of its main jobs (a regime's own recipe from --regimes, not only a grid variant; every --select candidate
-    is one), and the JSON record of its --select candidates for the run folder (None without --select)."""
+    is one), the JSON record of its --select candidates for the run folder (None without --select), and one
+    line per value given that another source overrode (module docstring), for the plan summary."""
 
     jobs: list[Job]
     grids: dict[str, str]
     main_ids: set[str]
     selection: str | None = None
+    overridden: tuple[str, ...] = ()
+
+    @property
+    def measured(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(option, metric, splits) of every metric the run picks on (--select-metric, on the validation and
+        the test split) or plots (each grid's, on the test split), for bench.cli to check against the data."""
+        measured = []
+        if self.selection:
+            metric = json.loads(self.selection)["metric"]
+            measured.append((f"--select-metric {metric}", metric, ("validation", "test")))
+        for name, record in self.grids.items():
+            metric = json.loads(record)["metric"]
+            measured.append((f"grid {name}: metric {metric}", metric, ("test",)))
+        return measured
 
     @property
     def manifest(self) -> list[ManifestJob]:
@@ -99,17 +128,30 @@ def _recipe_fields(regime_name: str) -> set[str]:
 
 
 def _checked_overrides(selection: Selection, regimes: list[str]) -> Overrides:
-    """--set parsed, each scope a data set, a regime or `all`, and each `all.FIELD` a field of some regime in
-    `regimes` (those of the main jobs and the grids): a typo fails before anything runs."""
+    """--set parsed, each scope a data set or a regime of the run, or `all`, and each `all.FIELD` a field of
+    some regime in `regimes` (those of the main jobs and the grids): a typo fails before anything runs."""
     overrides = parse_assignments(list(selection.overrides))
     unknown = set(overrides) - set(DATASETS.names()) - set(REGIMES.names()) - {ALL_REGIMES}
     if unknown:
         raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime nor "
                             f"{ALL_REGIMES!r}; valid: {', '.join(DATASETS.names() + REGIMES.names())}")
+    for scope, values in overrides.items():
+        _check_in_run(f"{scope}.{next(iter(values))}", scope, list(dict.fromkeys(selection.datasets)),
+                      list(dict.fromkeys(regimes)))
     for name in overrides.get(ALL_REGIMES, {}):
         if not any(name in _recipe_fields(regime) for regime in regimes):
             raise OverrideError(f"--set {ALL_REGIMES}.{name}: no selected regime has a setting {name!r}")
     return overrides
+
+
+def _check_in_run(key: str, scope: str, datasets: list[str], regimes: list[str]) -> None:
+    """A --set for a data set or regime that does not run would change nothing: refuse it, naming what runs."""
+    if scope in DATASETS.names() and scope not in datasets:
+        raise OverrideError(f"--set {key}: {scope} is not one of this run's data sets ({', '.join(datasets)}); "
+                            f"add it to --datasets or set the option of one of those")
+    if scope in REGIMES.names() and scope not in regimes:
+        raise OverrideError(f"--set {key}: {scope} is neither in --regimes nor in a grid (this run's regimes: "
+                            f"{', '.join(regimes) or 'none'}); add it to --regimes or set one of those")
 
 
 def _selection_axes(selection: Selection, regimes: list[str]) -> dict[str, list[str]]:
@@ -141,11 +183,39 @@ def _check_validation(data_config: Any, dataset: str) -> None:
     raise OverrideError(f"--select picks on a validation split, and {dataset} has none: {how}")
 
 
-def _data_config(selection: Selection, dataset: str, overrides: Overrides) -> Any:
-    """The data set's config with its --set options; --imbalance-ratio wins where the data set has one."""
-    config = dataset_config(dataset, overrides.get(dataset))
-    if selection.imbalance_ratio is not None and hasattr(config, "imbalance_ratio"):
-        config = dataclasses.replace(config, imbalance_ratio=selection.imbalance_ratio)
+def _measurable(labels: np.ndarray, data: LongTailData) -> list[str]:
+    """The metrics a split with these labels has a value of: none when empty; a group's when it has a class of it."""
+    if not len(labels):
+        return []
+    groups = data.groups.as_dict()
+    return ["top1", "mean_class_acc"] + [name for name in GROUP_NAMES if np.isin(labels, groups[name]).any()]
+
+
+def check_measurable(data: LongTailData, dataset: str, metric: str, where: str,
+                     splits: tuple[str, ...] = ("validation", "test")) -> None:
+    """`metric` must have a value on each of the data set's `splits`: a shot group without a class there gives
+    none, so --select would train every candidate and pick none, and a grid's heatmap would stay empty."""
+    for split in splits:
+        measurable = _measurable((data.val if split == "validation" else data.test).labels, data)
+        if metric in measurable:
+            continue
+        if not measurable:
+            raise OverrideError(f"{where}: the {split} split of {dataset} has no image; give it images")
+        raise OverrideError(f"{where}: the {split} split of {dataset} has no {metric}-shot class "
+                            f"({GROUP_RULES[metric]} training images), so it gives no {metric} accuracy; use a "
+                            f"metric it has: {', '.join(measurable)}")
+
+
+def _check_named(dataset: str, default: Any, config: Any) -> Any:
+    """A variant whose name states a setting (cifar100_lt_ir50, inat2018_genus) keeps it: changed, its jobs and
+    report rows would carry a name that says another data set."""
+    for name in getattr(default, "named_by", ()):
+        if getattr(config, name) != getattr(default, name):
+            parent = type(default).__mro__[1]
+            base = next((n for n in DATASETS.names() if DATASETS.get(n) is parent), dataset)
+            named, asked = (f"{v:g}" if isinstance(v, float) else v for v in (getattr(default, name), getattr(config, name)))
+            raise OverrideError(f"{dataset} is {name}={named} by its name, so it cannot take {name}={asked}; use "
+                                f"{base} with that {name} (--set {base}.{name}={asked})")
     return config
 
 
@@ -157,6 +227,19 @@ def _check_imbalance_ratio(selection: Selection) -> None:
                             f"imbalance ratio (CIFAR-100-LT and the generated sets do)")
 
 
+def _check_protocol_covers(protocol: Protocol, selection: Selection, jobs) -> None:
+    """A paper protocol whose scripts ran none of the planned jobs would change nothing: a mistake, not a no-op."""
+    if protocol.lines and not any(protocol.line(job.dataset, job.regime, job.model, job.pretrained) for job in jobs):
+        raise OverrideError(protocol.uncovered(selection.model, selection.pretrained))
+
+
+def _check_epochs(selection: Selection, regimes: list[str]) -> None:
+    """--epochs in a run where nothing trains (zero_shot alone) would change nothing: a mistake, not a no-op."""
+    if selection.epochs is not None and not any(REGIMES.get(name).trains for name in regimes):
+        raise OverrideError(f"--epochs {selection.epochs}: none of the regimes {', '.join(dict.fromkeys(regimes))} "
+                            f"trains; drop --epochs or add a regime that trains")
+
+
 def _with_epochs(recipe: Recipe, regime: type, data_config: Any) -> Recipe:
     """Epochs left open take the data set's default; a regime that trains needs at least one."""
     if recipe.epochs is None:
@@ -166,9 +249,38 @@ def _with_epochs(recipe: Recipe, regime: type, data_config: Any) -> Recipe:
     return recipe
 
 
+@dataclass(frozen=True)
+class _Layer:
+    """The values one source gives one config; layers apply in precedence order, a later one winning."""
+
+    source: str  # as a job's hparam_sources records it: --epochs, --set, grid NAME, --select
+    scope: str  # what an error in a value names: the --set scope, or "grid NAME (REGIME)"
+    values: dict[str, str]  # field -> value as written
+    written: dict[str, str]  # field -> how the user wrote it, for the lines of overridden values
+    option: str = "--set"  # what an error names before the scope; none for a grid point or --select candidate
+
+    @classmethod
+    def of_set(cls, scope: str, values: dict[str, str]) -> "_Layer":
+        return cls("--set", scope, values, {k: f"--set {scope}.{k}={v}" for k, v in values.items()})
+
+    def named(self, scope: str, name: str) -> str:
+        """The source as a line about `scope`.`name` names it: the --set scope where it is another one."""
+        return f"--set {self.scope}.{name}" if self.source == "--set" and self.scope != scope else self.source
+
+
+Given = dict[str, list[tuple[str, Any]]]  # field -> (how it was written, its value) per source, lowest first
+
+
+def _given_by_protocol(protocol: Protocol, recipe: Recipe, sources: dict[str, str]) -> Given:
+    """The protocol's values, the lowest source a user chose, for the lines of overridden values."""
+    return {name: [(f"--protocol {protocol.name} ({name}={value_text(getattr(recipe, name))})",
+                    getattr(recipe, name))] for name in sources}
+
+
 @dataclass
 class _Planner:
-    """What one `plan` call shares: the parsed options and the jobs found so far, each kept once by id."""
+    """What one `plan` call shares: the parsed options, the jobs found so far, each kept once by id, and the
+    values given that another source overrode: (scope, field, winning source, losers) -> the winning values."""
 
     selection: Selection
     runtime: Runtime
@@ -177,26 +289,74 @@ class _Planner:
     fingerprints: dict
     quick_gelu: bool
     jobs: dict[str, Job] = field(default_factory=dict)
+    overridden: dict[tuple, dict[str, None]] = field(default_factory=dict)
+
+    def resolve(self, scope: str, config: Any, layers: list[_Layer], given: Given) -> tuple[Any, dict[str, str]]:
+        """`config` with the layers applied in turn, and {field: source} of the values they set; notes every
+        value given (in `given` or a layer) that a later layer overrode with another."""
+        given = {name: list(entries) for name, entries in given.items()}
+        winners: dict[str, _Layer] = {}
+        for layer in layers:
+            config = apply_overrides(config, layer.values, layer.scope, layer.option)
+            winners.update(dict.fromkeys(layer.values, layer))
+            for name in layer.values:
+                given.setdefault(name, []).append((layer.written[name], getattr(config, name)))
+        for name, entries in given.items():
+            final = getattr(config, name)
+            lost = tuple(written for written, value in entries[:-1] if value != final)
+            if lost:
+                key = (scope, name, winners[name].named(scope, name), lost)
+                self.overridden.setdefault(key, {})[value_text(final)] = None
+        return config, {name: layer.source for name, layer in winners.items()}
+
+    def data_config(self, dataset: str) -> Any:
+        """The data set's config: its defaults, then --imbalance-ratio where it has one, then its --set options."""
+        config = dataset_config(dataset)
+        layers = []
+        ratio = self.selection.imbalance_ratio
+        if ratio is not None and hasattr(config, "imbalance_ratio"):
+            layers.append(_Layer("--imbalance-ratio", dataset, {"imbalance_ratio": repr(ratio)},
+                                 {"imbalance_ratio": f"--imbalance-ratio {ratio:g}"}))
+        if self.overrides.get(dataset):
+            layers.append(_Layer.of_set(dataset, self.overrides[dataset]))
+        return _check_named(dataset, config, self.resolve(dataset, config, layers, {})[0])
+
+    def layers(self, dataset: str, regime: type, point: dict, source: str) -> list[_Layer]:
+        """The sources of a recipe's values above the protocol, lowest first (the module docstring's order)."""
+        layers = []
+        if self.selection.epochs is not None and regime.trains:
+            epochs = self.selection.epochs
+            layers.append(_Layer("--epochs", regime.name, {"epochs": str(epochs)}, {"epochs": f"--epochs {epochs}"}))
+        fields = _recipe_fields(regime.name)
+        shared = {k: v for k, v in self.overrides.get(ALL_REGIMES, {}).items() if k in fields}
+        data_epochs = {k: v for k, v in self.overrides.get(dataset, {}).items() if k == "epochs" and regime.trains}
+        for scope, values in ((ALL_REGIMES, shared), (dataset, data_epochs),
+                              (regime.name, self.overrides.get(regime.name, {}))):
+            if values:
+                layers.append(_Layer.of_set(scope, values))
+        if point:
+            values = {k: value_text(v) for k, v in point.items()}
+            layers.append(_Layer(source, f"{source} ({regime.name})", values,
+                                 {k: f"{source} {k}={v}" for k, v in values.items()}, option=""))
+        return layers
 
     def recipe(self, dataset: str, data_config: Any, regime_name: str, point: dict | None = None,
                source: str = "") -> tuple[Recipe, dict[str, str]]:
         """The resolved recipe of a main job, or of a grid point or --select candidate (`point`: field -> value,
         whose own values win, recorded as coming from `source`), and its sources."""
         regime = REGIMES.get(regime_name)
-        varied = set(point or {})
-        recipe, sources = self.protocol.apply(dataset, regime_name, regime.recipe, regime.trains)
-        shared = {k: v for k, v in self.overrides.get(ALL_REGIMES, {}).items() if k in _recipe_fields(regime_name)}
-        own = {k: v for k, v in {**shared, **self.overrides.get(regime_name, {})}.items() if k not in varied}
-        recipe = apply_overrides(recipe, own, regime_name)
-        sources = {**sources, **dict.fromkeys(own, "--set")}
-        if self.selection.epochs is not None and regime.trains and "epochs" not in varied:
-            recipe = dataclasses.replace(recipe, epochs=self.selection.epochs)
-            sources["epochs"] = "--epochs"
-        if point:
-            changes = {k: value_text(v) for k, v in point.items()}
-            recipe = apply_overrides(recipe, changes, f"{source} ({regime_name})")
-            sources.update(dict.fromkeys(varied, source))
-        return _with_epochs(recipe, regime, data_config), sources
+        model, pretrained = self.selection.model, self.selection.pretrained
+        recipe, sources = self.protocol.apply(dataset, regime_name, regime.recipe, regime.trains, model, pretrained)
+        recipe, set_by = self.resolve(regime_name, recipe, self.layers(dataset, regime, point or {}, source),
+                                      _given_by_protocol(self.protocol, recipe, sources))
+        recipe, sources = _with_epochs(recipe, regime, data_config), {**sources, **set_by}
+        return recipe, {**sources, **own_default_sources(dataset, regime_name, regime.recipe, recipe, sources),
+                        **self.protocol.provenance(dataset, regime_name, model, pretrained)}
+
+    def overridden_lines(self) -> tuple[str, ...]:
+        """One line per overridden value: 'linear_probe.epochs = 2 from --set (overrides --epochs 1)'."""
+        return tuple(f"{scope}.{name} = {', '.join(values)} from {winner} (overrides {', '.join(lost)})"
+                     for (scope, name, winner, lost), values in self.overridden.items())
 
     def add(self, dataset: str, data_config: Any, regime_name: str, recipe: Recipe,
             sources: dict[str, str]) -> list[Job]:
@@ -215,9 +375,11 @@ def plan(selection: Selection, runtime: Runtime, fingerprints: dict | None = Non
     `fingerprints` maps each data set config to its data fingerprint (bench.data.check_images); without it
     the plan only checks names, options and grids, before any data is read."""
     regimes = selection.regime_names()
-    grids = [load_grid(path) for path in selection.grids]
-    overrides = _checked_overrides(selection, regimes + [name for grid in grids for name in grid.axes["regime"]])
+    grids = load_grids(selection.grids)
+    run_regimes = regimes + [name for grid in grids for name in grid.axes["regime"]]
+    overrides = _checked_overrides(selection, run_regimes)
     _check_imbalance_ratio(selection)
+    _check_epochs(selection, run_regimes)
     planner = _Planner(selection, runtime, PROTOCOLS.get(selection.protocol), overrides, fingerprints or {},
                        uses_quick_gelu(selection.model, selection.pretrained, selection.quick_gelu))
     axes = _selection_axes(selection, regimes)
@@ -225,7 +387,7 @@ def plan(selection: Selection, runtime: Runtime, fingerprints: dict | None = Non
     members: dict[str, list] = {grid.name: [] for grid in grids}
     candidates: list[dict] = []
     for dataset in dict.fromkeys(selection.datasets):
-        data_config = _data_config(selection, dataset, overrides)
+        data_config = planner.data_config(dataset)
         if axes:
             _check_validation(data_config, dataset)
         for regime_name in regimes:
@@ -242,9 +404,10 @@ def plan(selection: Selection, runtime: Runtime, fingerprints: dict | None = Non
                 recipe, sources = planner.recipe(dataset, data_config, point["regime"], varied, f"grid {grid.name}")
                 for job in planner.add(dataset, data_config, point["regime"], recipe, sources):
                     members[grid.name].append((point, dataset, job.job_id, job.seed))
+    _check_protocol_covers(planner.protocol, selection, planner.jobs.values())
     record = json.dumps({"metric": selection.select_metric, "axes": axes, "jobs": candidates}, indent=1)
     return Plan(list(planner.jobs.values()), {grid.name: grid_record(grid, members[grid.name]) for grid in grids},
-                main_ids, record if axes else None)
+                main_ids, record if axes else None, planner.overridden_lines())
 
 
 def _candidates(axes: dict[str, list[str]], regime_name: str) -> list[dict[str, str]]:

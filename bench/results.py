@@ -20,22 +20,44 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 import pandas as pd
 
 from bench.io import StorageError, atomic_file, json_safe, storage_error, write_atomic
 from bench.job_result import ROW_COLUMNS, JobOutcome, JobRow, outcome_from_dict
+from bench.messages import first_line
 
 INLINE_LIMIT = 1024  # a per-class list with more entries than this leaves the job's JSON
 ARRAY_KEYS = ("per_class_acc", "confusion")  # per split of the metrics
 MEANS_KEY = "test_means"  # the class means kept (the report's similarity heatmap); train_means are not stored
 MEANS_FILE_KEY = "test_means_file"  # in stats/<id>.npz: the shared file holding them
+CLASS_MEANS = ("train_means", MEANS_KEY, MEANS_FILE_KEY)  # K×D class means in a statistics file, or where they are
 _DATASET_CACHE: dict[tuple, dict] = {}  # shared data-set summaries read, by (path, size, mtime)
 
 
 class ResultFileError(ValueError):
-    """A file a result refers to (its arrays, its data-set summary, its class means) is missing or damaged."""
+    """A file a result refers to (its arrays, its data-set summary, its class means) is missing or damaged;
+    `path` names it."""
+
+    def __init__(self, message: str, path: str | Path):
+        super().__init__(message)
+        self.path = Path(path)
+
+    @classmethod
+    def reading(cls, what: str, path: Path, exc: BaseException) -> "ResultFileError":
+        """The error of `what` at `path` that could not be read because of `exc`, in one line."""
+        return cls(f"the {what} {path} {'is missing' if isinstance(exc, FileNotFoundError) else _damage(exc)}",
+                   path)
+
+
+def _damage(exc: BaseException) -> str:
+    """What is wrong with a file that numpy or json could not read, in words. numpy's own message for a file
+    that is not an array file suggests allow_pickle, which must never be used on a run folder."""
+    if isinstance(exc, ValueError) and "pickle" in str(exc):
+        return "is damaged (not a NumPy array file)"
+    return f"is damaged ({type(exc).__name__}: {first_line(str(exc))})"
 
 
 def _compact(value) -> str:
@@ -111,7 +133,7 @@ def _read_dataset(path: Path) -> dict:
             _DATASET_CACHE[key] = summary
         return _DATASET_CACHE[key]
     except (OSError, ValueError) as exc:
-        raise ResultFileError(f"cannot read the data-set summary {path}: {exc}") from exc
+        raise ResultFileError.reading("data-set summary", path, exc) from exc
 
 
 def _read_arrays(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
@@ -119,7 +141,7 @@ def _read_arrays(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {key: z[key] for key in keys}
     except Exception as exc:  # a truncated or damaged zip raises several kinds of error
-        raise ResultFileError(f"cannot read the per-class arrays {path}: {type(exc).__name__}: {exc}") from exc
+        raise ResultFileError.reading("per-class arrays", path, exc) from exc
 
 
 def restore(data: dict, run_dir: str | Path) -> dict:
@@ -145,25 +167,34 @@ def restore(data: dict, run_dir: str | Path) -> dict:
     return data
 
 
-def read_statistics(run_dir: str | Path, file: str) -> dict[str, np.ndarray] | None:
-    """The per-class statistics of `stats/<id>.npz` (None when it is not there), with the shared class means
-    put back as `test_means` (a read-only memory map: the report reads a few rows)."""
+def read_statistics(run_dir: str | Path, file: str, keys: Collection[str] | None = None,
+                    class_means: bool = True) -> dict[str, np.ndarray] | None:
+    """The per-class statistics of `stats/<id>.npz`, or those of `keys` (None when the file is not there), with
+    the shared class means put back as `test_means` (a read-only memory map: the report reads a few rows);
+    without `class_means`, no class means are read (nor their file opened)."""
     run_dir = Path(run_dir)
     path = run_dir / file
     if not path.is_file():
         return None
+    means_wanted = class_means and (keys is None or MEANS_KEY in keys)
+
+    def wanted(key: str) -> bool:
+        if key == MEANS_FILE_KEY:
+            return means_wanted
+        return (keys is None or key in keys) and (class_means or key not in CLASS_MEANS)
+
     try:
         with np.load(path, allow_pickle=False) as z:
-            stats = {k: z[k] for k in z.files}
+            stats = {k: z[k] for k in z.files if wanted(k)}
     except Exception as exc:
-        raise ResultFileError(f"cannot read the feature statistics {path}: {type(exc).__name__}: {exc}") from exc
+        raise ResultFileError.reading("feature statistics", path, exc) from exc
     shared = stats.pop(MEANS_FILE_KEY, None)
     if shared is not None:
         means = run_dir / str(shared)
         try:
             stats[MEANS_KEY] = np.load(means, mmap_mode="r", allow_pickle=False)
         except Exception as exc:
-            raise ResultFileError(f"cannot read the class means {means}: {type(exc).__name__}: {exc}") from exc
+            raise ResultFileError.reading("class means", means, exc) from exc
     return stats
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 from bench.models.tunable_block import Residual
 
 from .base import BlockRegime, LayersRecipe, register_regime
@@ -42,7 +42,7 @@ class BottleneckAdapter(nn.Module):
 
 @dataclass(frozen=True)
 class AdapterRecipe(LayersRecipe):
-    bottleneck: Optional[int] = setting(None, low=1,
+    bottleneck: Optional[int] = setting(None, low=1, high=MAX_SIZE,
                                         help="None: 2^max(0, floor(log2(K / (2L)))), L the tuned blocks; 4 on the "
                                              "text tower")
 

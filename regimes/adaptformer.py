@@ -1,7 +1,7 @@
 from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 
 from .adapter import BottleneckAdapter
 from .base import BlockRegime, LayersRecipe, register_regime
@@ -11,7 +11,7 @@ from .base import BlockRegime, LayersRecipe, register_regime
 class AdaptFormerRecipe(LayersRecipe):
     variant: Literal["lift", "original"] = setting(
         "lift", help="lift: LIFT+'s (LayerNorm, learnable scale); original: AdaptFormer's (scale 0.1, dropout 0.1)")
-    bottleneck: Optional[int] = setting(None, low=1,
+    bottleneck: Optional[int] = setting(None, low=1, high=MAX_SIZE,
                                         help="None: lift 2^max(0, floor(log2(K / (2L)))), L the tuned "
                                              "blocks (4 on the text tower); original 64")
 

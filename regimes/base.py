@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Optional, Sequence, Union
 from torch import nn
 
 from bench.data import LongTailData
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 from bench.models import Backbone, LongTailModel, make_classifier
 from bench.models.heads import TextClassifier
 from bench.models.backbone import needs_text_tower
@@ -61,8 +61,8 @@ class LayersRecipe(TowerRecipe):
     """A recipe for a regime acting on transformer blocks: which of them it tunes."""
 
     layers: Optional[Union[int, tuple[int, ...]]] = setting(
-        None, low=0, help="the blocks tuned: None all, k the last k (0 none), or block indices such as 0,3,5 "
-                          "(automatic sizes count the chosen blocks)")
+        None, low=0, high=MAX_SIZE, help="the blocks tuned: None all, k the last k (0 none), or block indices "
+                                         "such as 0,3,5 (automatic sizes count the chosen blocks)")
 
     def __post_init__(self):
         if isinstance(self.layers, list):  # hashable, as every recipe must be

@@ -1,6 +1,6 @@
 from dataclasses import dataclass, replace
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 from bench.models.tunable_block import Residual
 from bench.training.recipe import Recipe
 
@@ -10,7 +10,8 @@ from .base import Regime, register_regime
 
 @dataclass(frozen=True)
 class CLIPAdapterRecipe(Recipe):
-    bottleneck: int = setting(4, low=1, help="hidden size of each adapter (LIFT-plus's clip_adapter_dim)")
+    bottleneck: int = setting(4, low=1, high=MAX_SIZE,
+                              help="hidden size of each adapter (LIFT-plus's clip_adapter_dim)")
 
 
 @register_regime("clip_adapter")

@@ -4,7 +4,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 from bench.models.text_tower import TextTower, class_prompts
 from bench.training.recipe import Recipe
 
@@ -66,7 +66,7 @@ def context_positions(text: TextTower, before: int, after: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class CoOpRecipe(Recipe):
-    context_length: int = setting(4, low=1, help="learnable context tokens, shared by every class")
+    context_length: int = setting(4, low=1, high=MAX_SIZE, help="learnable context tokens, shared by every class")
     class_position: Literal["end", "front", "middle"] = setting(
         "end", help="where the class name sits: after the context (end), before it (front), or in its middle")
     context_init: Literal["random", "photo"] = setting(

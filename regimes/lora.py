@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 
 from .base import BlockRegime, LayersRecipe, register_regime
 
@@ -26,7 +26,7 @@ class LoRA(nn.Module):
 
 @dataclass(frozen=True)
 class LoRARecipe(LayersRecipe):
-    rank: Optional[int] = setting(None, low=1,
+    rank: Optional[int] = setting(None, low=1, high=MAX_SIZE,
                                   help="None: 2^max(0, floor(log2(K / (4L)))), L the tuned blocks (16 for ImageNet-LT "
                                        "on ViT-B/16); 4 on the text tower")
 

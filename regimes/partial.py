@@ -1,6 +1,6 @@
 from dataclasses import dataclass
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 
 from .base import TowerRecipe, num_blocks, register_regime, selected_blocks
 from .full import FullFineTuning
@@ -10,7 +10,8 @@ from .full import FullFineTuning
 class PartialRecipe(TowerRecipe):
     lr: float = setting(5e-4, low=0, low_open=True,
                         help="full fine-tuning's lr, so that a sweep over `blocks` changes only how much trains")
-    blocks: int = setting(1, low=0, help="the last k blocks train; 0 is classifier only, L is full fine-tuning")
+    blocks: int = setting(1, low=0, high=MAX_SIZE,
+                          help="the last k blocks train; 0 is classifier only, L is full fine-tuning")
 
 
 @register_regime("partial")

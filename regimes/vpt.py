@@ -4,7 +4,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from bench.fields import setting
+from bench.fields import MAX_SIZE, setting
 
 from .base import BlockRegime, LayersRecipe, register_regime
 
@@ -25,8 +25,8 @@ class Prompt(nn.Module):
 class VPTRecipe(LayersRecipe):
     depth: Literal["deep", "shallow"] = setting(
         "deep", help="prompts in every tuned block (deep) or in the first block only (shallow: layers stays None)")
-    length: Optional[int] = setting(None, low=1, help="None: 2^max(0, floor(log2(K / prompted blocks))); 2 on the text "
-                                                           "tower")
+    length: Optional[int] = setting(None, low=1, high=MAX_SIZE,
+                                    help="None: 2^max(0, floor(log2(K / prompted blocks))); 2 on the text tower")
 
 
 @register_regime("vpt")

@@ -18,11 +18,13 @@ from bench.bootstrap import paired_interval
 from bench.data.groups import FEW_MAX, ClassGroups
 from bench.io import atomic_file
 from bench.manifest import ManifestError
+from bench.results import ResultFileError
+from bench.protocols import PROVENANCE
 
 from .figures import (DATASET_FIGURES, RUN_FIGURES, _job_stats, backbone_share, class_accuracy,
                       data_wait_share, grid_heatmap, grid_paired_tests, paired_t_pvalue)
 from .load import Run, load_run
-from .markdown import interval_text, mean_sd, row_interval, run_markdown
+from .markdown import interval_text, mean_sd, row_interval, run_markdown, untested_lines
 from .published import TOLERANCE, compare, coverage
 from .selection import selection_section
 from .verdict import light_rows, verdict
@@ -140,6 +142,9 @@ def _attempt(problems: list[str], what: str, make, *args):
     figures = set(plt.get_fignums())
     try:
         return make(*args)
+    except ResultFileError as exc:  # a damaged file of the run folder: no traceback, named once (Run.damaged)
+        problems.append(f"{what} could not be made: {exc}")
+        return None
     except Exception as exc:  # noqa: BLE001 - any failure of one part is reported, the rest still rendered
         log.exception("report: %s failed", what)
         for number in set(plt.get_fignums()) - figures:
@@ -300,27 +305,37 @@ def provenance(run: Run) -> list[str]:
 
 
 KEY_FIELDS = ("epochs", "lr", "tte")  # always shown; other fields only where something set them
+DEFAULT_SOURCE = "default: LIFT-plus's config (utils/config.py, configs/*/*.yaml)"  # ltbench's own values name theirs
 
 
 def hyperparameters(run: Run) -> pd.DataFrame:
-    """Per data set and row: the key hyper-parameters and every field a protocol, --set, --epochs or a grid
-    set, with where its value came from (the job's `hparam_sources`; anything else is the default)."""
+    """Per data set and row: under a paper protocol the script line its recipe is (or that none ran it), then
+    the key hyper-parameters and every field a protocol, --set, --epochs, a grid or one of ltbench's own defaults
+    set, with where its value came from (the job's `hparam_sources`; anything else is LIFT-plus's default)."""
     rows = []
     for (dataset, row), jobs in run.main.groupby(["dataset", "row"]):
         result = run.result(jobs.job_id.iloc[0])
         recipe = result.config["recipe"]
         sources = result.hparam_sources or {}
+        if PROVENANCE in sources:
+            rows.append({"dataset": dataset, "regime": row, "setting": PROVENANCE,
+                         "value": result.config.get("protocol"), "source": sources[PROVENANCE]})
         for field in [f for f in recipe if f in KEY_FIELDS or f in sources]:
             rows.append({"dataset": dataset, "regime": row, "setting": field, "value": recipe[field],
-                         "source": sources.get(field, "default (the regime's recipe; LIFT-plus utils/config.py)")})
+                         "source": sources.get(field, DEFAULT_SOURCE)})
     return pd.DataFrame(rows)
 
 
 def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, Path]:
     """report.html and report.pdf for any run folder; with `include_all`, stale results and results of no plan
     are shown too (reports.load)."""
-    run = load_run(run_dir, include_all)
-    run_dir = Path(run_dir)
+    return write_report(load_run(run_dir, include_all))
+
+
+def write_report(run: Run) -> tuple[Path, Path]:
+    """report.html and report.pdf for a run folder as `load_run` read it; afterwards `run.damaged` names each of
+    its files that turned out missing or damaged (the parts that needed one are named under "What is missing")."""
+    run_dir = run.path
     problems = list(run.problems)
     figures = collect_figures(run, problems)
     findings = {dataset: _attempt(problems, f"findings for {dataset}",
@@ -353,6 +368,8 @@ def build_report(run_dir: str | Path, include_all: bool = False) -> tuple[Path, 
                      "line per recipe of a regime (the brackets name what sets its recipe apart); best per data "
                      "set in bold.</p>")
         parts.append(_titled(table, SUMMARY))
+        parts += [f'<p class="problems">{html.escape(dataset)}: {html.escape(line)}</p>'
+                  for dataset in sorted(set(run.main.dataset)) for line in untested_lines(run, dataset)]
         parts.append("<p>The 95 % intervals: a percentile bootstrap over the row's seeds when it has several, else "
                      "over the job's test images (resampled within each class); 1,000 resamples, fixed seed.</p>")
         parts.append("<h3>Class-balanced metrics</h3><p>Test split, mean and sd over seeds as above (LIFT's "
@@ -454,11 +471,14 @@ def main(argv: list[str] | None = None) -> int:
                              "that no plan in manifest.json lists; the report says how many")
     args = parser.parse_args(argv)
     try:
-        html_path, pdf_path = build_report(args.run_dir, args.include_all)
+        run = load_run(args.run_dir, args.include_all)
+        html_path, pdf_path = write_report(run)
         if args.markdown:
-            print(run_markdown(load_run(args.run_dir, args.include_all)))
+            print(run_markdown(run))
     except (FileNotFoundError, ManifestError) as exc:
         print(f"ltbench report: error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {html_path} and {pdf_path}")
-    return 0
+    for line in run.damaged.values():  # written without what needs them; the files are bad input: exit 2
+        print(f"ltbench report: error: {line}", file=sys.stderr)
+    return 2 if run.damaged else 0

@@ -492,22 +492,11 @@ def _say(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-MEANS = ("train_means", "test_means", "test_means_file")  # K×D class means, or where they are kept
-
-
 def _job_stats(run: Run, job_id: str, keys=None) -> dict[str, np.ndarray] | None:
-    """The job's per-class statistics less the class means (cheap: the K×D means are not decompressed), or,
-    with `keys`, only those (`test_means` through Run.stats, which knows where a run folder keeps them); None
-    without a statistics file."""
-    if keys is not None and "test_means" in keys:
-        stats = run.stats(job_id)
-        return None if stats is None else {k: stats[k] for k in keys if k in stats}
-    info = run.results[job_id].statistics or {}
-    path = run.path / info["file"] if info.get("file") else None
-    if path is None or not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k not in MEANS and (keys is None or k in keys)}
+    """The job's per-class statistics less the class means (cheap: the K×D means are not decompressed, and a
+    damaged class-means file costs only the figure that draws them), or, with `keys`, only those; None without
+    a statistics file."""
+    return run.stats(job_id, keys, class_means=keys is not None and "test_means" in keys)
 
 
 def _pool(seeds: list[dict]) -> dict:

@@ -18,7 +18,7 @@ from bench.data.groups import GROUP_NAMES
 from bench.job_result import CI_COLUMNS, CLASS_BALANCED, JobOutcome, JobResult, outcome_from_dict, recipe_id
 from bench.manifest import Manifest, ManifestJob, read_manifest
 from bench.registry import REGIMES
-from bench.results import RunStore, read_statistics
+from bench.results import ResultFileError, RunStore, read_statistics
 
 COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",
            "top1", *GROUP_NAMES, "train_top1", *(f"train_{g}" for g in GROUP_NAMES), "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
@@ -29,6 +29,13 @@ LISTED = 5  # job labels named in one problem line
 
 
 FULL_RESULTS_KEPT = 8  # results read back in full (per-class arrays) that a Run keeps for the next call
+
+
+def rewrite_fix(label: str, missing: bool) -> str:
+    """What to do about a damaged or missing file of a job's result: every such file is written again when
+    the job reruns (a damaged one of the right size would be kept, so it is deleted first)."""
+    rerun = f"rerun {label} with --force (that data set, regime and seed) to write it again"
+    return rerun if missing else f"delete it and {rerun}"
 
 
 @dataclass
@@ -42,6 +49,9 @@ class Run:
     problems: list[str] = field(default_factory=list)  # failed, missing, left out, unreadable
     main_ids: set[str] = field(default_factory=set)  # jobs of the regimes' own recipes (not grid variants)
     manifest: Manifest | None = None
+    # file -> one line naming it and what to do: the files found missing or damaged so far (jobs/ when the run
+    # is loaded, the rest as parts of the report read them)
+    damaged: dict[str, str] = field(default_factory=dict)
     _full: dict = field(default_factory=dict, repr=False, compare=False)  # a few results read back in full
 
     @property
@@ -57,26 +67,43 @@ class Run:
     def result(self, job_id: str) -> JobResult:
         """A finished job's result in full (the table's ok rows name them): its per-class accuracies, confusion
         counts and data-set summary read back from the run folder when RunStore keeps them apart. Raises
-        bench.results.ResultFileError naming a file that is missing or damaged."""
+        bench.results.ResultFileError naming a file that is missing or damaged and what to do (`damaged`)."""
         result = self.results[job_id]
         if not (getattr(result, "arrays", None) or (getattr(result, "dataset", None) or {}).get("file")):
             return result  # everything inline (folders written before, small data sets)
         if job_id not in self._full:
             if len(self._full) >= FULL_RESULTS_KEPT:
                 self._full.pop(next(iter(self._full)))
-            self._full[job_id] = outcome_from_dict(result.to_dict(), self.path)
+            try:
+                self._full[job_id] = outcome_from_dict(result.to_dict(), self.path)
+            except ResultFileError as exc:
+                raise self._damaged(job_id, exc) from None
         return self._full[job_id]
 
     def few_shot_gap(self, job_id: str) -> float | None:
-        """The job's headline feature statistic: test − train pairwise spread, averaged over few-shot classes."""
-        stats = self.result(job_id).statistics or {}
+        """The job's headline feature statistic: test − train pairwise spread, averaged over few-shot classes
+        (in the job's JSON: no other file is read)."""
+        stats = self.results[job_id].statistics or {}
         return ((stats.get("groups") or {}).get("few") or {}).get("gap_pairwise")
 
-    def stats(self, job_id: str) -> dict[str, np.ndarray] | None:
-        """The job's per-class feature statistics (`test_means` from the shared class-means file, or from the
-        statistics file of folders written before); None without a statistics file."""
+    def stats(self, job_id: str, keys: tuple[str, ...] | None = None,
+              class_means: bool = True) -> dict[str, np.ndarray] | None:
+        """The job's per-class feature statistics, or those of `keys` (`test_means` from the shared class-means
+        file, or from the statistics file of folders written before; without `class_means` no class means are
+        read); None without a statistics file. Raises ResultFileError as `result` does."""
         info = self.results[job_id].statistics or {}
-        return read_statistics(self.path, info["file"]) if info.get("file") else None
+        if not info.get("file"):
+            return None
+        try:
+            return read_statistics(self.path, info["file"], keys, class_means)
+        except ResultFileError as exc:
+            raise self._damaged(job_id, exc) from None
+
+    def _damaged(self, job_id: str, exc: ResultFileError) -> ResultFileError:
+        """`exc` with what to do about it, recorded once per file in `damaged`."""
+        message = f"{exc}; {rewrite_fix(self.results[job_id].label or job_id, not exc.path.exists())}"
+        self.damaged.setdefault(str(exc.path), message)
+        return ResultFileError(self.damaged[str(exc.path)], exc.path)
 
 
 def _derived_main_ids(results: list[JobOutcome], grids: list[dict]) -> set[str]:
@@ -229,13 +256,20 @@ def _select(by_id: dict[str, JobOutcome], manifest: Manifest, include_all: bool,
     return by_id if include_all else {i: r for i, r in by_id.items() if i in current}
 
 
-def _read_grids(store: RunStore, problems: list[str]) -> list[dict]:
+def _read_grids(store: RunStore, problems: list[str], damaged: dict[str, str]) -> list[dict]:
     grids = []
     for file in sorted((store.run_dir / "grids").glob("*.json")):
         try:
-            grids.append(json.loads(file.read_text(encoding="utf-8")))
+            grid = json.loads(file.read_text(encoding="utf-8"))
+            if not (isinstance(grid, dict) and isinstance(grid.get("name"), str) and isinstance(grid.get("jobs"), list)
+                    and all(isinstance(j, dict) and "job_id" in j for j in grid["jobs"])):
+                raise ValueError("not a grid record")
+            grids.append(grid)
         except (OSError, ValueError) as exc:
-            problems.append(f"unreadable grid file {file.name} (ignored): {exc}")
+            damaged[str(file)] = (f"the grid file {file} is damaged ({type(exc).__name__}), so the report has no "
+                                  f"figure of grid {file.stem}: delete it and rerun the run command with that --grid "
+                                  f"(it writes the file again; finished jobs are not rerun)")
+            problems.append(damaged[str(file)])
     return grids
 
 
@@ -256,6 +290,14 @@ def _shown_grid(grid: dict, shown: set[str], manifest: Manifest | None, problems
     return {**grid, "jobs": members}
 
 
+def _unreadable_result(file: Path, exc: Exception, manifest: Manifest | None) -> str:
+    """A job's JSON that cannot be read: the job is not done for the run command, which trains it again."""
+    planned = manifest.jobs.get(file.stem) if manifest else None
+    job = f"job {planned.label}" if planned else "job"
+    return (f"the result file {file} is damaged ({type(exc).__name__}), so the report leaves its {job} out: "
+            f"rerun the run command that planned it (the job is not done, so it trains again), or delete the file")
+
+
 def load_run(path: str | Path, include_all: bool = False) -> Run:
     """The run folder's results; with a manifest, stale results and those of no plan only with `include_all`."""
     store = RunStore(path)
@@ -264,16 +306,18 @@ def load_run(path: str | Path, include_all: bool = False) -> Run:
     manifest = read_manifest(store.run_dir)
     results: dict[str, JobOutcome] = {}
     problems: list[str] = []
+    damaged: dict[str, str] = {}
     for file in sorted(store.jobs_dir.glob("*.json")):
         try:
             outcome = outcome_from_dict(json.loads(file.read_text(encoding="utf-8")))
             results[outcome.job_id] = outcome
-        except (OSError, ValueError, TypeError, AttributeError):
-            problems.append(f"unreadable result file {file.name} (ignored)")
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            damaged[str(file)] = _unreadable_result(file, exc, manifest)
+            problems.append(damaged[str(file)])
     if manifest is not None:
         results = _select(results, manifest, include_all, problems)
     shown = set(results)
-    grids = [_shown_grid(g, shown, manifest, problems) for g in _read_grids(store, problems)]
+    grids = [_shown_grid(g, shown, manifest, problems) for g in _read_grids(store, problems, damaged)]
     planned = manifest.jobs if manifest else {}
     main_ids = {i for i in shown if i in planned and planned[i].main} | \
         _derived_main_ids([r for i, r in results.items() if i not in planned], grids)
@@ -292,4 +336,4 @@ def load_run(path: str | Path, include_all: bool = False) -> Run:
         for regime in regimes:
             if regime not in have:
                 problems.append(f"{dataset}: no result for regime {regime}")
-    return Run(Path(path), results, table, grids, problems, main_ids, manifest)
+    return Run(Path(path), results, table, grids, problems, main_ids, manifest, damaged)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.bootstrap import seed_interval
+from bench.data.options import untested_line
 
 from .load import Run
 
@@ -67,9 +68,20 @@ def markdown_table(run: Run, dataset: str) -> str:
     return "\n".join(lines)
 
 
+def untested_lines(run: Run, dataset: str) -> list[str]:
+    """For `dataset`'s finished main jobs, a line per split that lacks classes (allow_untested_classes) naming
+    them: no metric of that split counts them."""
+    lines = {}
+    for job_id in run.main.job_id[run.main.dataset == dataset]:
+        untested = (getattr(run.results[job_id], "dataset", None) or {}).get("untested_classes") or {}
+        lines.update(dict.fromkeys(untested_line(split, names) for split, names in untested.items() if names))
+    return list(lines)
+
+
 def run_markdown(run: Run) -> str:
-    """One table per data set under a line saying what the ± is."""
+    """One table per data set under a line saying what the ± is, and the classes its metrics leave out."""
     if run.main.empty:
         return "(no results)"
-    tables = [f"{dataset}\n\n{markdown_table(run, dataset)}" for dataset in sorted(set(run.main.dataset))]
+    tables = ["\n\n".join([dataset, markdown_table(run, dataset), *untested_lines(run, dataset)])
+              for dataset in sorted(set(run.main.dataset))]
     return "\n\n".join([f"Mean {SPREAD}; seeds = n.", *tables])

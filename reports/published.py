@@ -9,7 +9,8 @@ zero-shot CLIP (the report says which metrics the table lacks).
 
 A paper's method is an ltbench regime with a recipe: `regime`, made the paper's by `protocol` (bench.protocols,
 whose rules name the reference scripts) and the line's own `settings` (`field=value`, space-separated). LIFT is
-`adaptformer` under `lift_paper` (10 epochs, 20 on iNaturalist, lr 0.01, RandomResizedCrop + flip, TTE).
+`adaptformer` under `lift_paper` (10 epochs, 20 on iNaturalist, lr 0.01, RandomResizedCrop + flip and resizes
+bilinear, TTE).
 A number applies to a report row only when data set, regime, model and weights match and the row ran the
 paper's setup (recipe, QuickGELU for OpenAI weights, the data set's default split options); a row that differs
 is shown with what differs instead of a pass or a fail.
@@ -35,7 +36,7 @@ TOLERANCE = 0.5  # points of accuracy within which a measured value reproduces t
 METRICS = {"top1": "overall", "many": "many", "medium": "medium", "few": "few"}
 TEXT_COLUMNS = ["paper", "paper_method", "dataset", "model", "pretrained", "regime", "protocol", "settings", "source"]
 KEY = ["dataset", "regime", "model", "pretrained"]
-TEST_TIME = ("tte", "expand")  # the recipe fields a regime that does not train still uses
+TEST_TIME = ("tte", "expand", "interpolation")  # the recipe fields a regime that does not train still uses
 DATA_FIELDS = ("imbalance_ratio", "split_seed", "level")  # data set options that choose images or classes
 NO_NUMBER = "no published number"
 COLUMNS = ["dataset", "row", "model", "metric", "published", "source", "measured", "seeds", "difference", "verdict"]
@@ -57,7 +58,8 @@ def paper_recipe(entry: pd.Series) -> dict:
     """The recipe the paper ran for `entry`: the regime's defaults, the protocol's rules, the line's settings,
     epochs left open taking the data set's default (as bench.plan resolves them)."""
     regime = REGIMES.get(entry.regime)
-    recipe, _ = PROTOCOLS.get(entry.protocol).apply(entry.dataset, entry.regime, regime.recipe, regime.trains)
+    recipe, _ = PROTOCOLS.get(entry.protocol).apply(entry.dataset, entry.regime, regime.recipe, regime.trains,
+                                                    entry.model, entry.pretrained)
     settings = dict(item.split("=", 1) for item in entry.settings.split())
     recipe = apply_overrides(recipe, settings, entry.regime)
     if recipe.epochs is None:

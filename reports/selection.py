@@ -67,9 +67,12 @@ def choices(record: dict, results: dict[str, JobOutcome]) -> pd.DataFrame:
 def selection_section(run) -> str:
     """The report's model-selection section (reports.load.Run); empty when the run selected nothing."""
     record = read_selection(run.path)
-    table = choices(record, run.results) if record else pd.DataFrame()
-    if table.empty:
+    if not record:
         return ""
+    table = choices(record, run.results)
+    if table.empty:  # every candidate failed, or none has the metric on both splits: say so, never drop it
+        return (f"<h2>Model selection</h2><p>No pick: no data set, regime and seed has a finished candidate with "
+                f"the {html.escape(record['metric'])} of both the validation and the test split.</p>")
     axes = "; ".join(f"{name} in {', '.join(values)}" for name, values in record["axes"].items())
     return (f"<h2>Model selection</h2><p>--select {html.escape(axes)}, picked per data set, regime and seed on "
             f"the validation split's {html.escape(record['metric'])} (%). chosen on val: the value picked and its "

@@ -1,4 +1,5 @@
 import json
+import logging
 import sys
 import types
 
@@ -100,6 +101,21 @@ def test_list_shows_every_setting_with_type_default_range_and_help(capsys, argv)
             if not line[start:].strip():
                 undocumented.append(line.split()[0])
     assert undocumented == []
+
+
+def test_list_names_the_source_of_every_default_that_is_not_lift_plus(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+
+    def setting_line(section: str, name: str) -> str:
+        block = out[out.index(f"\n{section}"):]
+        return next(line for line in block.splitlines() if line.lstrip().startswith(f"{name} "))
+
+    assert "ltbench: LIFT's ImageNet-LT full fine-tuning lr" in setting_line("full: ", "lr")
+    assert setting_line("full: ", "lr").rstrip().endswith("LIFT-plus: 0.02")
+    assert setting_line("lift_plus: ", "tte").rstrip().endswith("LIFT-plus: False")
+    assert setting_line("inat2018_genus\n", "epochs").rstrip().endswith("LIFT-plus: 5")
+    assert "LIFT-plus:" not in setting_line("lora: ", "lr") + setting_line("imagenet_lt\n", "epochs")
 
 
 def test_missing_data_stops_before_training(tmp_path, capsys):
@@ -247,3 +263,34 @@ def test_resize_on_device_reaches_the_runtime_and_is_off_by_default():
 
     assert _runtime(build_parser().parse_args([]), ["cpu"]).resize_on_device is False
     assert _runtime(build_parser().parse_args(["--resize-on-device"]), ["cpu"]).resize_on_device is True
+
+
+def test_overridden_values_are_said_in_the_plan_summary_before_training(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    with caplog.at_level(logging.WARNING, logger="ltbench"):
+        code = main(["--datasets", "synthetic_lt", "--regimes", "linear_probe", "--epochs", "1", "--set",
+                     "linear_probe.epochs=2", "--out", str(tmp_path / "file" / "run"), *TINY])
+    assert code == 2  # the run stops at its --out, after the plan summary and before any training
+    lines = [r.getMessage() for r in caplog.records if r.name == "ltbench" and r.levelno == logging.WARNING]
+    assert lines == ["linear_probe.epochs = 2 from --set (overrides --epochs 1)"]
+
+
+def test_a_prompt_tokenizer_that_cannot_load_stops_the_run_before_training_whatever_the_weights(monkeypatch):
+    """Random weights and Ray tasks compute no prompt embedding before training, yet every job that encodes
+    class prompts would fail; a run that encodes none needs no tokenizer."""
+    import dataclasses
+
+    from bench.cli import preflight
+    from bench.models import backbone
+    from bench.models.backbone import MissingPackageError
+    from bench.training import Runtime
+    from tests.conftest import make_job
+
+    monkeypatch.setattr(backbone, "installed", lambda package: package != "transformers")
+
+    def siglip(regime, **recipe):
+        return dataclasses.replace(make_job(regime, **recipe), model="ViT-B-16-SigLIP")
+
+    with pytest.raises(MissingPackageError, match="the tokenizer of ViT-B-16-SigLIP needs the transformers package"):
+        preflight([siglip("zero_shot")], Runtime(device="cpu"), None)
+    preflight([siglip("linear_probe", classifier_init="class_mean")], Runtime(device="cpu"), None)

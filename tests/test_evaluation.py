@@ -26,6 +26,14 @@ def test_empty_group_and_absent_class_are_none():
     assert m["many"] == 50.0
 
 
+def test_classes_without_images_are_counted_as_untested():
+    counts = np.array([200, 150, 50, 5])
+    labels = np.array([0, 0, 2])  # classes 1 and 3 have no image in this split
+    m = classification_metrics(np.array([0, 1, 2]), labels, counts)
+    assert m["untested_classes"] == 2 and m["few"] is None and m["mean_class_acc"] == 75.0
+    assert classification_metrics(labels, labels, np.array([200, 150, 50]))["untested_classes"] == 1
+
+
 def test_five_crops_are_scored_by_their_mean_logits():
     import torch
 

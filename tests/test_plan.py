@@ -71,7 +71,10 @@ def test_set_of_a_regime_reaches_only_its_points_and_all_only_the_fields_a_regim
     planned = _plan(grids=(grid,), overrides=("linear_probe.tte=true", "all.bottleneck=4"))
     by_regime = {job.regime: job for job in planned.jobs}
     assert by_regime["linear_probe"].recipe.tte is True and by_regime["lift_plus"].recipe.bottleneck == 4
-    assert by_regime["lift_plus"].hparam_sources == {"bottleneck": "--set", "lr": "grid g"}
+    assert by_regime["lift_plus"].hparam_sources == {"bottleneck": "--set", "lr": "grid g",
+                                                     "tte": "ltbench: LIFT+'s reported numbers are 5-crop TTE "
+                                                            "(LIFT-plus scripts/run_main.sh tests every lift+ run "
+                                                            "with test_only True tte True)"}
     assert by_regime["linear_probe"].hparam_sources == {"tte": "--set", "lr": "grid g"}
     with pytest.raises(OverrideError, match="no selected regime has a setting 'rank'"):
         _plan(grids=(grid,), overrides=("all.rank=4",))
@@ -108,6 +111,7 @@ def test_main_jobs_of_a_selection_built_either_way_are_the_same_jobs():
     ({"overrides": ("nope.lr=1",)}, "neither a data set nor a regime"),
     ({"overrides": ("lora.epochs=0",), "regimes": ("lora",)}, "needs at least 1 epoch"),
     ({"datasets": ("imagenet_lt",), "imbalance_ratio": 10.0}, "none of the data sets imagenet_lt"),
+    ({"regimes": ("zero_shot",), "epochs": 3}, r"--epochs 3: none of the regimes zero_shot trains"),
 ])
 def test_bad_selections_fail_while_planning(options, message):
     with pytest.raises(OverrideError, match=message):
@@ -143,3 +147,100 @@ def test_select_plans_one_main_job_per_candidate_of_each_regime_that_has_the_fie
 def test_bad_selects_fail_while_planning(options, message):
     with pytest.raises(OverrideError, match=message):
         _plan(regimes=("lora",), **options)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"datasets": ("cifar100_lt_ir50",), "overrides": ("cifar100_lt.imbalance_ratio=10",)},
+     r"--set cifar100_lt.imbalance_ratio: cifar100_lt is not one of this run's data sets \(cifar100_lt_ir50\)"),
+    ({"datasets": ("synthetic_lt", "demo_lt", "synthetic_lt"), "overrides": ("places_lt.split_dir=/x",)},
+     r"places_lt is not one of this run's data sets \(synthetic_lt, demo_lt\); add it to --datasets"),
+    ({"regimes": ("zero_shot", "linear_probe"), "overrides": ("linear_probe.lr=0.1", "lora.rank=4")},
+     r"--set lora.rank: lora is neither in --regimes nor in a grid \(this run's regimes: zero_shot, linear_probe\)"),
+])
+def test_set_of_a_scope_not_in_the_run_is_refused(options, message):
+    with pytest.raises(OverrideError, match=message):
+        _plan(**options)
+
+
+def test_set_of_a_regime_that_only_a_grid_runs_is_taken(tmp_path):
+    grid = _grid(tmp_path, "regime: lora\naxes:\n  lr: [0.01]\n")
+    planned = _plan(regimes=("zero_shot",), grids=(grid,), overrides=("lora.rank=2",))
+    assert [job.recipe.rank for job in planned.jobs if job.regime == "lora"] == [2]
+
+
+def _epochs(**options) -> tuple[dict[str, int], tuple[str, ...]]:
+    planned = _plan(regimes=("linear_probe", "lora", "zero_shot"), **options)
+    return {job.regime: job.recipe.epochs for job in planned.jobs}, planned.overridden
+
+
+@pytest.mark.parametrize("options, epochs, overridden", [
+    ({}, {"linear_probe": 5, "lora": 5, "zero_shot": 0}, ()),
+    ({"epochs": 1}, {"linear_probe": 1, "lora": 1, "zero_shot": 0}, ()),
+    ({"epochs": 1, "overrides": ("linear_probe.epochs=2",)}, {"linear_probe": 2, "lora": 1, "zero_shot": 0},
+     ("linear_probe.epochs = 2 from --set (overrides --epochs 1)",)),
+    ({"epochs": 1, "overrides": ("all.epochs=3", "lora.epochs=2")}, {"linear_probe": 3, "lora": 2, "zero_shot": 3},
+     ("linear_probe.epochs = 3 from --set all.epochs (overrides --epochs 1)",
+      "lora.epochs = 2 from --set (overrides --epochs 1, --set all.epochs=3)")),
+    ({"epochs": 1, "overrides": ("synthetic_lt.epochs=4",)}, {"linear_probe": 4, "lora": 4, "zero_shot": 0},
+     ("linear_probe.epochs = 4 from --set synthetic_lt.epochs (overrides --epochs 1)",
+      "lora.epochs = 4 from --set synthetic_lt.epochs (overrides --epochs 1)")),
+    ({"overrides": ("synthetic_lt.epochs=4", "lora.epochs=2", "all.epochs=4")},
+     {"linear_probe": 4, "lora": 2, "zero_shot": 4},
+     ("lora.epochs = 2 from --set (overrides --set all.epochs=4, --set synthetic_lt.epochs=4)",)),
+    ({"epochs": 2, "overrides": ("lora.epochs=2",)}, {"linear_probe": 2, "lora": 2, "zero_shot": 0}, ()),
+])
+def test_the_more_specific_source_wins_and_every_loser_is_named(options, epochs, overridden):
+    assert _epochs(**options) == (epochs, overridden)
+
+
+def test_a_grid_point_wins_over_set_and_the_set_value_is_named(tmp_path):
+    grid = _grid(tmp_path, "regime: lora\naxes:\n  lr: [0.01, 0.03]\n  rank: [2]\n")
+    planned = _plan(regimes=("lora",), grids=(grid,), overrides=("lora.lr=0.5", "all.rank=2"), epochs=2)
+    assert sorted(job.recipe.lr for job in planned.jobs) == [0.01, 0.03, 0.5]
+    assert planned.overridden == ("lora.lr = 0.01, 0.03 from grid g (overrides --set lora.lr=0.5)",)
+
+
+def test_a_select_candidate_wins_over_set_and_the_set_value_is_named():
+    planned = _plan(regimes=("lora",), overrides=VALIDATED + ("lora.lr=0.5",), select=("lr=0.01,0.02",))
+    assert sorted(job.recipe.lr for job in planned.jobs) == [0.01, 0.02]
+    assert planned.overridden == ("lora.lr = 0.01, 0.02 from --select (overrides --set lora.lr=0.5)",)
+
+
+def test_set_wins_over_the_protocol_and_the_protocol_value_is_named():
+    planned = _plan(regimes=("linear_probe",), protocol="lift_plus_paper", overrides=("linear_probe.lr=0.1",),
+                    datasets=("imagenet_lt",), model="ViT-B-16", pretrained="openai")  # a setting its scripts ran
+    assert planned.jobs[0].recipe.lr == 0.1 and planned.jobs[0].recipe.tte is True
+    assert planned.overridden == (
+        "linear_probe.lr = 0.1 from --set (overrides --protocol lift_plus_paper (lr=0.03))",)
+
+
+def test_a_data_set_option_wins_over_the_imbalance_ratio_option():
+    planned = _plan(regimes=("zero_shot",), datasets=("synthetic_lt", "demo_lt"), imbalance_ratio=10.0,
+                    overrides=("synthetic_lt.imbalance_ratio=20",))
+    assert {job.dataset: job.dataset_config.imbalance_ratio for job in planned.jobs} == \
+        {"synthetic_lt": 20.0, "demo_lt": 10.0}
+    assert planned.overridden == ("synthetic_lt.imbalance_ratio = 20.0 from --set (overrides --imbalance-ratio 10)",)
+
+
+def test_a_run_without_competing_sources_keeps_its_job_ids():
+    """The ids of main jobs of a plain run, whatever resolves the recipe (tests/test_fixed_run.py pins them)."""
+    planned = _plan(regimes=("lora", "zero_shot"), epochs=2, overrides=("lora.rank=2", "all.tte=true"))
+    assert planned.overridden == ()
+    ids = {job.regime: job.job_id for job in planned.jobs}
+    again = _plan(regimes=("zero_shot", "lora"), epochs=2, overrides=("all.tte=true", "lora.rank=2"))
+    assert ids == {job.regime: job.job_id for job in again.jobs}
+
+
+def test_the_plan_lists_every_metric_it_picks_on_or_plots(tmp_path):
+    grid = _grid(tmp_path, "metric: few\nregime: lora\naxes:\n  rank: [2]\n")
+    planned = _plan(regimes=("lora",), grids=(grid,), overrides=VALIDATED, select=("lr=0.01,0.02",),
+                    select_metric="many")
+    assert planned.measured == [("--select-metric many", "many", ("validation", "test")),
+                                ("grid g: metric few", "few", ("test",))]
+    assert _plan(regimes=("lora",)).measured == []
+
+
+def test_epochs_reach_a_grid_regime_that_trains(tmp_path):
+    grid = _grid(tmp_path, "regime: lora\naxes:\n  rank: [2]\n")
+    assert {job.regime: job.recipe.epochs for job in _plan(regimes=("zero_shot",), grids=(grid,), epochs=3).jobs} \
+        == {"zero_shot": 0, "lora": 3}

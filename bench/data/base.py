@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -12,12 +13,19 @@ import numpy as np
 from PIL import Image
 
 from .groups import ClassGroups
+from .images import open_rgb
 
 CLASSES_SHOWN = 5  # classes an error message names before "and N more"
 
 
 class DataError(RuntimeError):
     """Missing, unreadable or malformed data; the message names the file (and line) and the fix."""
+
+
+def shown(names: Sequence[str]) -> str:
+    """`'cat', 'dog' and 3 more`: enough names to find the problem without flooding the message."""
+    text = ", ".join(map(repr, names[:CLASSES_SHOWN]))
+    return text + (f" and {len(names) - CLASSES_SHOWN} more" if len(names) > CLASSES_SHOWN else "")
 
 
 def name_classes(indices: Sequence[int], classnames: Sequence[str]) -> str:
@@ -78,6 +86,12 @@ class FileImages(ImageSource):
     def keys(self) -> list[str]:
         return self.rel_paths
 
+    def outside_root(self) -> list[int]:
+        """Indices of the listed paths that leave the image root: absolute, or climbing out with `..`. Judged on
+        the text alone: a symbolic link under the root is the user's own layout (data kept on another disk)."""
+        return [i for i, rel in enumerate(self.rel_paths)
+                if os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == os.pardir]
+
     def load(self, index: int) -> Image.Image:
         path = self.root / self.rel_paths[index]
         where = f"{self.list_file}, line {self.line_numbers[index]}"
@@ -85,12 +99,8 @@ class FileImages(ImageSource):
             raise DataError(f"image not found: {path} (listed in {where}); check the image root "
                             f"(--data-root or --set DATASET.image_dir=DIR)")
         try:
-            with Image.open(path) as image:
-                if image.mode == "RGB":
-                    image.load()  # decoded now, while the file is open; the same pixels convert would copy
-                    return image
-                return image.convert("RGB")
-        except Exception as exc:  # PIL raises several types for corrupt files
+            return open_rgb(path)
+        except Exception as exc:  # PIL raises several types for corrupt files; ImageModeError for odd modes
             raise DataError(f"cannot read image {path} (listed in {where}): {exc}") from exc
 
     def take(self, indices: np.ndarray) -> "FileImages":
@@ -145,6 +155,14 @@ class LongTailData:
         return np.bincount(self.train.labels, minlength=self.num_classes)
 
     @cached_property
+    def untested_classes(self) -> dict[str, np.ndarray]:
+        """Per evaluated split (test, and val where there is one), the classes without an image in it: every
+        metric of that split leaves them out, so they are refused unless the data set allows them
+        (bench.data.options), and then reported."""
+        return {name: np.flatnonzero(np.bincount(split.labels, minlength=self.num_classes) == 0)
+                for name, split in self.splits.items() if name != "train"}
+
+    @cached_property
     def groups(self) -> ClassGroups:
         return ClassGroups.from_counts(self.train_class_counts)
 
@@ -173,4 +191,6 @@ class LongTailData:
             "fingerprint": self.fingerprint,
             "train_class_counts": counts.tolist(),
             "classnames": list(self.classnames),
+            "untested_classes": {split: [self.classnames[i] for i in classes]
+                                 for split, classes in self.untested_classes.items()},
         }

@@ -9,14 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, NoReturn
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from .base import ArrayImages, DataError, FileImages, ImageSource, LongTailData
+from .images import ImageModeError, open_rgb
 
 CHUNK = 256  # files per thread task: big enough to amortise the task overhead, small enough for a live bar
 DRAFT_SIZE = (64, 64)  # JPEGs decode at 1/8 scale: still every byte of the entropy stream, far fewer pixels
 CORRUPT = "corrupt or truncated image"
+UNSUPPORTED_MODE = "image mode without an 8-bit RGB reading"
 
 
 class FileState(NamedTuple):
@@ -46,10 +47,9 @@ def _inspect(path: str, decode: bool) -> FileState:
         return FileState(0, info.st_mtime_ns, "empty (0-byte) image")
     if decode:
         try:
-            with Image.open(path) as image:
-                if image.format == "JPEG":
-                    image.draft("RGB", DRAFT_SIZE)
-                image.load()
+            open_rgb(path, draft=DRAFT_SIZE)
+        except ImageModeError as exc:
+            return FileState(info.st_size, info.st_mtime_ns, UNSUPPORTED_MODE, str(exc))
         except Exception as exc:  # PIL raises several types for corrupt and truncated files
             return FileState(info.st_size, info.st_mtime_ns, CORRUPT, str(exc))
     return FileState(info.st_size, info.st_mtime_ns)
@@ -145,11 +145,15 @@ def check_images(data: LongTailData, *, decode: bool = False, progress: bool = F
                 digest.update(_array_digest(split))
             else:
                 raise TypeError(f"check_images cannot check a {type(split).__name__} split")
-    unreadable = [problem for problem in problems if problem.state.problem != CORRUPT]
+    unreadable = [problem for problem in problems if problem.state.problem not in (CORRUPT, UNSUPPORTED_MODE)]
     if unreadable:
         _raise_first(unreadable, "missing, empty or not regular files",
                      f"Check the image root (--data-root, or {image_root_hint(data.name)}) or restore the files")
-    if problems:
-        _raise_first(problems, "corrupt or truncated",
+    corrupt = [problem for problem in problems if problem.state.problem == CORRUPT]
+    if corrupt:
+        _raise_first(corrupt, "corrupt or truncated",
                      "Replace the listed files with intact copies from the original download")
+    if problems:
+        _raise_first(problems, "in modes without an 8-bit RGB reading",
+                     "Save them as 8-bit RGB or 8/16-bit greyscale (README: image modes)")
     return digest.hexdigest()

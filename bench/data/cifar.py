@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -9,12 +10,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from bench.fields import MAX_EPOCHS, check_fields, setting
+from bench.messages import first_line
 
 from .base import ArrayImages, DataError, LongTailData, name_classes
+from .options import UntestedClasses
 from .registry import register_dataset
 from .validation import HeldOutValidation
 
 CIFAR_FOLDER = "cifar-100-python"
+DOWNLOAD_TIMEOUT_S = 60.0  # a download that receives nothing for this long fails (urllib would wait forever)
 
 
 def cifar_lt_counts(num_per_class: int, num_classes: int, imbalance_ratio: float) -> list[int]:
@@ -49,6 +53,27 @@ ALLOWED_GLOBALS = frozenset({
 
 def _refetch(folder: Path) -> str:
     return f"delete the folder {folder} and rerun with --download to fetch CIFAR-100 again"
+
+
+def _download(root: Path) -> None:
+    """torchvision's download of CIFAR-100 into `root` (skipped when the files there are intact); any failure
+    (offline, unreachable, stalled, a damaged archive, a folder that cannot be written) is one DataError that
+    says how to place the files by hand."""
+    import torchvision
+
+    source = torchvision.datasets.CIFAR100
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        source(str(root), train=True, download=True)
+    except Exception as exc:  # noqa: BLE001 - urllib, tarfile, checksum and file errors: each is this one line
+        raise DataError(
+            f"--download: cannot fetch CIFAR-100 from {source.url} into {root} ({type(exc).__name__}: "
+            f"{first_line(str(exc))}). To place the files by hand (without network access, say), download "
+            f"{source.url} elsewhere and unpack it into {root} (tar xzf {source.filename} -C {root}), so that "
+            f"{root / CIFAR_FOLDER} holds train, test and meta; then run without --download") from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 class CifarUnpickler(pickle.Unpickler):
@@ -124,7 +149,7 @@ def _check_every_class(folder: Path, labels: np.ndarray, classnames: list[str]) 
 
 @register_dataset("cifar100_lt")
 @dataclass(frozen=True)
-class Cifar100LT(HeldOutValidation):
+class Cifar100LT(HeldOutValidation, UntestedClasses):
     """CIFAR-100-LT: long-tail train split of CIFAR-100 train, balanced 10,000-image test set (the official
     validation set is the test set: a validation split is held out of the training split, see val_fraction)."""
 
@@ -145,9 +170,7 @@ class Cifar100LT(HeldOutValidation):
         root = Path(self.folder) if self.folder else data_root
         folder = root / CIFAR_FOLDER
         if download:
-            import torchvision
-
-            torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+            _download(root)
         missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
         if missing:
             raise DataError(
@@ -176,9 +199,11 @@ class Cifar100LT(HeldOutValidation):
 @dataclass(frozen=True)
 class Cifar100LTIR50(Cifar100LT):
     imbalance_ratio: float = setting(50.0, low=1)
+    named_by = ("imbalance_ratio",)
 
 
 @register_dataset("cifar100_lt_ir10")
 @dataclass(frozen=True)
 class Cifar100LTIR10(Cifar100LT):
     imbalance_ratio: float = setting(10.0, low=1)
+    named_by = ("imbalance_ratio",)

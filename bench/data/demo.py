@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fields import MAX_EPOCHS, check_fields, setting
+from bench.fields import MAX_EPOCHS, MAX_SIZE, check_fields, setting
 
 from .base import LongTailData
+from .options import UntestedClasses
 from .registry import register_dataset
 from .shapes import concept_name, latin_square_concepts, render
 from .synthetic import generated_long_tail
@@ -17,13 +18,13 @@ from .validation import HeldOutValidation
 
 @register_dataset("demo_lt")
 @dataclass(frozen=True)
-class DemoLT(HeldOutValidation):
+class DemoLT(HeldOutValidation, UntestedClasses):
     """100 nameable objects; training counts from `max_per_class` down by `imbalance_ratio`, balanced test."""
 
     num_classes: int = setting(100, low=2, high=100, help="classes, head first")
-    max_per_class: int = setting(150, low=1, help="training images of the largest class")
+    max_per_class: int = setting(150, low=1, high=MAX_SIZE, help="training images of the largest class")
     imbalance_ratio: float = setting(100.0, low=1, help="largest over smallest class (exponential profile)")
-    test_per_class: int = setting(20, low=1, help="balanced test images per class")
+    test_per_class: int = setting(20, low=1, high=MAX_SIZE, help="balanced test images per class")
     seed: int = setting(0, low=0, high=2**63 - 1, help="seed of the generated images (the split)")
     epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 

@@ -9,6 +9,7 @@ from bench.overrides import apply_overrides
 from bench.registry import Registry
 
 from .base import LongTailData
+from .options import check_tested
 
 DATASETS: Registry[type] = Registry("dataset")
 register_dataset = DATASETS.register
@@ -20,9 +21,16 @@ def dataset_config(name: str, overrides: dict[str, str] | None = None) -> Any:
     return apply_overrides(config, overrides or {}, name)
 
 
+def registered_name(config: Any) -> str:
+    """The name `config`'s data set is registered under: the scope of its --set options."""
+    return next((name for name in DATASETS.names() if DATASETS.get(name) is type(config)), type(config).__name__)
+
+
 @lru_cache(maxsize=8)
 def _build_cached(config: Any, data_root: str, download: bool, stamp: tuple) -> LongTailData:
-    return config.build(Path(data_root), download)
+    data = config.build(Path(data_root), download)
+    check_tested(data, registered_name(config), getattr(config, "allow_untested_classes", False))
+    return data
 
 
 def _stamp(config: Any, data_root: Path) -> tuple:
@@ -40,6 +48,6 @@ def _stamp(config: Any, data_root: Path) -> tuple:
 
 def build_dataset(config: Any, data_root: str | Path, download: bool = False) -> LongTailData:
     """Build (once per process for a given config, root and state of its files) the long-tail data set
-    described by `config`."""
+    described by `config`; a class without test or validation images is refused unless the config allows it."""
     root = Path(data_root).expanduser()
     return _build_cached(config, str(root), download, _stamp(config, root))

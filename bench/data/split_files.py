@@ -13,6 +13,7 @@ import numpy as np
 from bench.fields import MAX_EPOCHS, check_fields, setting
 
 from .base import DataError, FileImages, LongTailData
+from .options import ImagesInsideRoot, UntestedClasses
 from .registry import register_dataset
 from .validation import HeldOutValidation
 
@@ -102,7 +103,7 @@ def read_inat_categories(path: Path, level: str = "species") -> list[str]:
 
 
 @dataclass(frozen=True)
-class SplitFileDataset(HeldOutValidation):
+class SplitFileDataset(HeldOutValidation, UntestedClasses, ImagesInsideRoot):
     """Shared loader; subclasses give the standard folder and file names (all overridable with --set). The
     validation split is a list file (val_list) or held out of the training split (val_fraction), not both."""
 
@@ -168,8 +169,8 @@ class SplitFileDataset(HeldOutValidation):
                 i = int(bad[0])
                 raise DataError(f"{list_file}, line {lines[i]}: label {labels[i]} outside 0..{len(category_names) - 1} "
                                 f"({len(category_names)} classes in {split_dir / self.classnames_file})")
-            splits[split] = FileImages(image_root, rel_paths, labels if relabel is None else relabel[labels],
-                                       list_file, lines)
+            splits[split] = self.inside_root(FileImages(
+                image_root, rel_paths, labels if relabel is None else relabel[labels], list_file, lines), self.name)
         check_disjoint(splits)
         return self.with_validation(LongTailData(self.name, classnames, **splits))
 
@@ -223,7 +224,8 @@ def _register_inat_level(level: str) -> None:
     name = f"inat2018_{level}"
     cls = dataclass(frozen=True)(type(f"INaturalist2018{level.title()}", (INaturalist2018,), {
         "__annotations__": {"level": str}, "level": setting(level, help=INaturalist2018.__dataclass_fields__[
-            "level"].metadata["help"]), "name": name, "__doc__": f"iNaturalist 2018 at the {level} level."}))
+            "level"].metadata["help"]), "name": name, "named_by": ("level",),
+        "__doc__": f"iNaturalist 2018 at the {level} level."}))
     register_dataset(name)(cls)
 
 

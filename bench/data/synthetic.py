@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fields import MAX_EPOCHS, check_fields, setting
+from bench.fields import MAX_EPOCHS, MAX_SIDE, MAX_SIZE, check_fields, setting
 
 from .base import ArrayImages, LongTailData
 from .cifar import cifar_lt_counts
+from .options import UntestedClasses
 from .registry import register_dataset
 from .validation import HeldOutValidation
 
@@ -58,14 +59,14 @@ def generated_long_tail(config, name: str, classnames: list[str], render_split) 
 
 @register_dataset("synthetic_lt")
 @dataclass(frozen=True)
-class SyntheticLT(HeldOutValidation):
+class SyntheticLT(HeldOutValidation, UntestedClasses):
     """20 classes (colour x pattern), CIFAR-LT profile from `max_per_class` down by `imbalance_ratio`."""
 
     num_classes: int = setting(20, low=2, high=len(COLOURS) * len(PATTERNS), help="classes, head first")
-    max_per_class: int = setting(200, low=1, help="training images of the largest class")
+    max_per_class: int = setting(200, low=1, high=MAX_SIZE, help="training images of the largest class")
     imbalance_ratio: float = setting(100.0, low=1, help="largest over smallest class (exponential profile)")
-    test_per_class: int = setting(20, low=1, help="balanced test images per class")
-    image_size: int = setting(32, low=8, help="side of the generated images in pixels")
+    test_per_class: int = setting(20, low=1, high=MAX_SIZE, help="balanced test images per class")
+    image_size: int = setting(32, low=8, high=MAX_SIDE, help="side of the generated images in pixels")
     seed: int = setting(0, low=0, high=2**63 - 1, help="seed of the generated images (the split)")
     epochs: int = setting(5, low=1, high=MAX_EPOCHS, help="epochs of a regime whose recipe leaves them unset")
 

@@ -385,17 +385,26 @@ def _finish(stages: list, mean, std, uint8: bool) -> T.Compose:
 
 
 RRC_INTERPOLATION = {"rrc_flip": BICUBIC, "rrc_flip_bilinear": InterpolationMode.BILINEAR}  # LIFT-plus, LIFT
+RESIZE_INTERPOLATION = {"bicubic": BICUBIC, "bilinear": InterpolationMode.BILINEAR}  # LIFT-plus, LIFT
+
+
+def _check_interpolation(interpolation: str) -> None:
+    if interpolation not in RESIZE_INTERPOLATION:
+        raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(RESIZE_INTERPOLATION)}")
 
 
 def train_transform(kind: str, size: int, num_epochs: int, mean, std, mda_func: str = "convex", *,
-                    uint8: bool = False, resize: str = "worker", method: str = "pillow") -> T.Compose:
+                    uint8: bool = False, resize: str = "worker", method: str = "pillow",
+                    interpolation: str = "bicubic") -> T.Compose:
     """minimalist (LIFT+, on the schedule `mda_func`), rrc_flip (LIFT-plus `mda False`: bicubic RandomResizedCrop
-    + flip), rrc_flip_bilinear (the LIFT repository: torchvision's default bilinear), none (resize + centre crop).
+    + flip), rrc_flip_bilinear (the LIFT repository: torchvision's default bilinear), none (resize + centre crop,
+    with `interpolation`: LIFT-plus's bicubic, LIFT's bilinear).
 
     uint8: end in uint8 C×H×W pixels and carry `normalise` (DeviceNormalise) for the batch on the device.
     resize="device": the workers only decode and crop; `normalise` (DeviceResize) resizes on the device and
     `collate` packs the variable-size crops (uint8 is implied); `method` is DeviceResize's."""
     _check_resize(resize)
+    _check_interpolation(interpolation)
     if resize == "device":
         if kind == "minimalist":
             return _on_device(CropRegion(MinimalistCrop(size, num_epochs, mda_func)),
@@ -405,13 +414,14 @@ def train_transform(kind: str, size: int, num_epochs: int, mean, std, mda_func: 
             return _on_device(CropRegion(T.RandomResizedCrop(size, interpolation=interpolation), flip=True),
                               DeviceResize(size, mean, std, interpolation.value, method=method))
         if kind == "none":
-            return _on_device(T.PILToTensor(), DeviceResize(size, mean, std, shorter=size, method=method))
+            return _on_device(T.PILToTensor(), DeviceResize(size, mean, std, interpolation, shorter=size,
+                                                            method=method))
     if kind == "minimalist":
         crop = [MinimalistCrop(size, num_epochs, mda_func)]
     elif kind in RRC_INTERPOLATION:
         crop = [T.RandomResizedCrop(size, interpolation=RRC_INTERPOLATION[kind]), T.RandomHorizontalFlip()]
     elif kind == "none":
-        crop = [T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size)]
+        crop = [T.Resize(size, interpolation=RESIZE_INTERPOLATION[interpolation]), T.CenterCrop(size)]
     else:
         raise ValueError(f"unknown augmentation {kind!r}; valid: minimalist, rrc_flip, rrc_flip_bilinear, none")
     return _finish(crop, mean, std, uint8)
@@ -429,14 +439,18 @@ def resize_for_test(size: int, tte: bool, expand: int | None = None) -> int:
 
 
 def test_transform(size: int, mean, std, tte: bool = False, expand: int | None = None, *,
-                   uint8: bool = False, resize: str = "worker", method: str = "pillow") -> T.Compose:
-    """Resize to `resize_for_test` (bicubic), then a centre crop, or with TTE the five crops stacked
-    (crops×C×H×W); `uint8` and `resize` as in `train_transform` (with "device" the workers only decode)."""
+                   uint8: bool = False, resize: str = "worker", method: str = "pillow",
+                   interpolation: str = "bicubic") -> T.Compose:
+    """Resize to `resize_for_test` (LIFT-plus: bicubic; LIFT: bilinear, `interpolation`), then a centre crop, or
+    with TTE the five crops stacked (crops×C×H×W); `uint8` and `resize` as in `train_transform` (with "device" the
+    workers only decode)."""
     _check_resize(resize)
+    _check_interpolation(interpolation)
     if resize == "device":
-        return _on_device(T.PILToTensor(), DeviceResize(size, mean, std, shorter=resize_for_test(size, tte, expand),
-                                                        five=tte, method=method))
-    resizer = T.Resize(resize_for_test(size, tte, expand), interpolation=BICUBIC)
+        return _on_device(T.PILToTensor(), DeviceResize(size, mean, std, interpolation,
+                                                        shorter=resize_for_test(size, tte, expand), five=tte,
+                                                        method=method))
+    resizer = T.Resize(resize_for_test(size, tte, expand), interpolation=RESIZE_INTERPOLATION[interpolation])
     if not tte:
         return _finish([resizer, T.CenterCrop(size)], mean, std, uint8)
     if not uint8:

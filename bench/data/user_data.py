@@ -17,8 +17,9 @@ import numpy as np
 
 from bench.fields import MAX_EPOCHS, check_fields, setting
 
-from .base import CLASSES_SHOWN, DataError, FileImages, LongTailData
+from .base import DataError, FileImages, LongTailData, shown
 from .cifar import cifar_lt_counts, long_tail_indices
+from .options import ImagesInsideRoot, UntestedClasses
 from .registry import register_dataset
 from .split_files import read_classnames_txt, read_utf8
 from .validation import HeldOutValidation
@@ -45,14 +46,8 @@ def at_least_two(classnames: list[str], source: Path) -> list[str]:
     return classnames
 
 
-def shown(names: list[str]) -> str:
-    """`'cat', 'dog' and 3 more`: enough names to find the problem without flooding the message."""
-    text = ", ".join(map(repr, names[:CLASSES_SHOWN]))
-    return text + (f" and {len(names) - CLASSES_SHOWN} more" if len(names) > CLASSES_SHOWN else "")
-
-
 @dataclass(frozen=True)
-class UserDataset(HeldOutValidation, ABC):
+class UserDataset(HeldOutValidation, UntestedClasses, ABC):
     """Shared by `folder` and `csv`: where the data is, the optional long-tail cut, the epochs, and a held-out
     validation split (cut from the long-tail training split, so that it follows the same profile)."""
 
@@ -118,22 +113,25 @@ def list_images(split_dir: Path, classes: list[str]) -> FileImages:
     image's position in this listing (in place of a split file's line)."""
     rel_paths, labels = [], []
     for label, name in enumerate(classes):
-        found = image_names(split_dir / name)
+        found = image_names(split_dir / name) if (split_dir / name).is_dir() else []  # see check_same_classes
         rel_paths += [f"{name}/{file}" for file in found]
         labels += [label] * len(found)
     return FileImages(split_dir, rel_paths, np.asarray(labels, dtype=np.int64), split_dir,
                       list(range(1, len(rel_paths) + 1)))
 
 
-def check_same_classes(train_dir: Path, classes: list[str], test_dir: Path) -> None:
-    """A class only in train is never tested and one only in test is never learnt: both folders must match."""
+def check_same_classes(train_dir: Path, classes: list[str], test_dir: Path, untested_allowed: bool) -> None:
+    """A class only in train is never tested (unless `untested_allowed`: then it is reported as untested) and
+    one only in test is never learnt: both folders must match."""
     test_classes = [entry.name for entry in class_folders(test_dir)]
-    only_train = [name for name in classes if name not in test_classes]
+    only_train = [] if untested_allowed else [name for name in classes if name not in test_classes]
     only_test = [name for name in test_classes if name not in classes]
     problems = [f"only in {folder}: {shown(names)}" for folder, names in ((train_dir, only_train),
                                                                           (test_dir, only_test)) if names]
     if problems:
-        raise DataError(f"folder: the train and test folders must hold the same class folders; {'; '.join(problems)}")
+        allow = " (or --set folder.allow_untested_classes=true to run without testing the classes only in train)"
+        raise DataError(f"folder: the train and test folders must hold the same class folders; {'; '.join(problems)}"
+                        + (allow if only_train else ""))
 
 
 def check_no_empty_class(train: FileImages, classes: list[str]) -> None:
@@ -179,7 +177,7 @@ class FolderData(UserDataset):
             raise DataError(f"folder: train_dir and test_dir are the same folder {train_dir}; testing on the "
                             f"training images measures nothing")
         classes = at_least_two([entry.name for entry in class_folders(train_dir)], train_dir)
-        check_same_classes(train_dir, classes, test_dir)
+        check_same_classes(train_dir, classes, test_dir, self.allow_untested_classes)
         train = list_images(train_dir, classes)
         check_no_empty_class(train, classes)
         return classes, train, list_images(test_dir, classes)
@@ -255,7 +253,7 @@ def parse_csv(path: Path, image_root: Path, num_classes: int, classnames_file: P
 
 @register_dataset("csv")
 @dataclass(frozen=True)
-class CsvData(UserDataset):
+class CsvData(UserDataset, ImagesInsideRoot):
     """A CSV file with the header row path,label,split (any column order, other columns ignored): image path,
     integer label indexing the class-name file, and train or test."""
 
@@ -277,4 +275,4 @@ class CsvData(UserDataset):
         classnames = at_least_two(read_classnames_txt(classnames_file), classnames_file)
         image_root = data_root / self.image_dir if self.image_dir else csv_file.parent
         splits = parse_csv(csv_file, image_root, len(classnames), classnames_file)
-        return classnames, splits["train"], splits["test"]
+        return classnames, self.inside_root(splits["train"], self.name), self.inside_root(splits["test"], self.name)

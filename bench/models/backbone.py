@@ -3,6 +3,7 @@ through timm (bench.models.timm_towers), by name, tag or local checkpoint; the D
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 from torch import nn
 
+from bench.messages import first_line
 from bench.registry import UnknownNameError
 
 from . import timm_towers
@@ -39,6 +41,35 @@ _ACTIVATION_NAMES = {QuickGELU: "quick_gelu", nn.GELU: "gelu", nn.ReLU: "relu"}
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights that cannot be loaded (offline, missing file); the message says how to provide them."""
+
+
+class MissingPackageError(WeightsUnavailableError):
+    """A part of the model (its tokenizer, its text tower) is built by a package ltbench does not install."""
+
+
+HF_PACKAGE = "transformers"  # open_clip builds Hugging Face text towers and tokenizers with it
+
+
+def hugging_face_parts(model_name: str) -> list[str]:
+    """The parts of an open_clip model that open_clip builds with `transformers`: a Hugging Face text tower
+    (`hf_model_name` in its config: RoBERTa, XLM-R, mT5, NLLB models) and tokenizer (`hf_tokenizer_name`:
+    SigLIP, SigLIP 2, those; open_clip also takes a SigLIP name's tokenizer from it)."""
+    text = (open_clip.get_model_config(model_name) or {}).get("text_cfg") or {}
+    parts = ["text tower"] if text.get("hf_model_name") else []
+    if text.get("hf_tokenizer_name") or "siglip" in model_name.lower():
+        parts.append("tokenizer")
+    return parts
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def require_package(model_name: str, part: str, fix: str = "") -> None:
+    """MissingPackageError, naming the package and how to install it, when `part` of the model needs it."""
+    if part in hugging_face_parts(model_name) and not installed(HF_PACKAGE):
+        raise MissingPackageError(f"the {part} of {model_name} needs the {HF_PACKAGE} package, which is not "
+                                  f"installed: pip install {HF_PACKAGE}{fix}")
 
 
 def image_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -120,19 +151,30 @@ def _load_bundled(model_name: str, quick_gelu: bool) -> nn.Module:
     return model
 
 
+NO_PROMPT = "Regimes that encode no prompt need none: --set all.classifier_init=class_mean"
+
+
 def tokenizer_for(model_name: str):
     """open_clip's tokenizer of the model, or the word tokenizer of a model with a `<name>.vocab` file."""
     vocab = CONFIG_DIR / f"{model_name}.vocab"
     if vocab.is_file():
         context = open_clip.get_model_config(model_name)["text_cfg"]["context_length"]
         return WordTokenizer.from_file(vocab, context)
+    require_package(model_name, "tokenizer", f" (then run once with internet access to cache its files). {NO_PROMPT}")
     try:
         return open_clip.get_tokenizer(model_name)
     except Exception as exc:  # SigLIP's and others' Hugging Face tokenizers: a missing package, offline files
         raise WeightsUnavailableError(
-            f"the tokenizer of {model_name} cannot be loaded ({type(exc).__name__}: {exc}); it needs its Hugging "
-            f"Face tokenizer (pip install transformers, and its files in the cache: run once with internet "
-            f"access). Regimes that encode no prompt need none: --set all.classifier_init=class_mean") from exc
+            f"the tokenizer of {model_name} cannot be loaded ({type(exc).__name__}: {first_line(str(exc))}); it "
+            f"needs its Hugging Face tokenizer (pip install transformers, and its files in the cache: run once with "
+            f"internet access). {NO_PROMPT}") from exc
+
+
+def check_prompt_tokenizer(clip_model: nn.Module, model_name: str) -> None:
+    """Load the model's tokenizer (a clear error when its package or files are missing), for runs whose jobs
+    encode class prompts; a model without a text tower has none to load."""
+    if has_text_tower(clip_model.visual):
+        tokenizer_for(model_name)
 
 
 def _is_tag(pretrained: str | None) -> bool:
@@ -215,6 +257,7 @@ def create_clip(model_name: str, pretrained: str | None, quick_gelu: bool | None
         return _create_imagenet(model_name, pretrained, quick_gelu).float().eval()
     if model_name not in open_clip.list_models():
         raise UnknownNameError("model", model_name, model_names())
+    require_package(model_name, "text tower")
     quick = uses_quick_gelu(model_name, pretrained, quick_gelu)
     tag = (pretrained or "").strip()
     if tag.lower() in RANDOM_WEIGHTS:

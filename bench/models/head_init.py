@@ -51,12 +51,13 @@ def per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 def init_features(model: LongTailModel, data: LongTailData, ctx: JobContext) -> tuple[torch.Tensor, torch.Tensor]:
     """Features N×D (fp32, no autocast, as the reference) and labels of the job's seeded per-class subset of the
-    training split, seen through the plain transform: resize to the input size (bicubic) and centre crop, as uint8
-    crops normalised (and with `resize_on_device` resized) on the device by extract_features."""
+    training split, seen through the plain transform: resize to the input size (the recipe's `interpolation`:
+    LIFT-plus's bicubic, LIFT's bilinear) and centre crop, as uint8 crops normalised (and with `resize_on_device`
+    resized) on the device by extract_features."""
     subset = SubsetImages(data.train, per_class_subset(data.train.labels, PER_CLASS, ctx.job.seed))
     size = input_size(model.visual)
     transform = train_transform("none", size, 1, *input_mean_std(model.visual), uint8=True,
-                                resize=resize_mode(ctx.job.runtime))
+                                resize=resize_mode(ctx.job.runtime), interpolation=ctx.job.recipe.interpolation)
     loader = make_loader(subset, transform,
                          ctx.job.runtime.eval_batch_size, shuffle=False, seed=ctx.job.seed, workers=ctx.workers,
                          pin_memory=ctx.device.type == "cuda")

@@ -12,6 +12,7 @@ from filelock import FileLock, Timeout
 
 from bench.io import storage_error
 from bench.job_result import JobFailure, JobOutcome, JobResult
+from bench.messages import first_line
 from bench.results import RunStore
 from bench.training import Job
 
@@ -49,7 +50,9 @@ def train_with_oom_retry(job: Job) -> JobResult:
 
 
 def _failure(job: Job, exc: BaseException, log_path: Path) -> JobFailure:
-    error = f"{type(exc).__name__}: {exc}"
+    """The error in one line (type and first line of the message: torch's C++ errors carry their backtrace in
+    it); the whole message is in the traceback."""
+    error = f"{type(exc).__name__}: {first_line(str(exc))}"
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         error = (f"out of GPU memory even with micro-batch {_halved(job).runtime.micro_batch_size}; "
                  f"use a smaller --micro-batch-size and --eval-batch-size ({type(exc).__name__})")
@@ -82,6 +85,12 @@ def execute(job: Job, run_dir: str | Path) -> JobOutcome:
         lock.release()
 
 
+def _log_failure(handler: logging.Handler, job: Job, exc: Exception) -> None:
+    """The failure with its traceback in the job's log file only: the driver prints one line for it."""
+    handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s failed", (job.label,),
+                                  (type(exc), exc, exc.__traceback__)))
+
+
 def _run_and_save(job: Job, store: RunStore) -> JobOutcome:
     log_path = store.log_path(job.job_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +110,7 @@ def _run_and_save(job: Job, store: RunStore) -> JobOutcome:
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        log.error("%s failed: %s", job.label, exc)
+        _log_failure(handler, job, exc)
         result = _failure(job, exc, log_path)
     finally:
         for lg, level in zip(loggers, levels):

@@ -1,6 +1,7 @@
 """`python -m bench.scheduler.worker RUN_DIR PARENT_PID < JOB`: run one pickled job (the local backend's child)."""
 import logging
 import pickle
+import signal
 import sys
 
 from bench.scheduler.execute import execute
@@ -15,6 +16,8 @@ def main(run_dir: str, parent_pid: str) -> int:
         return 0 if execute(job, run_dir).status == "ok" else 1
     except KeyboardInterrupt:  # the driver stopped the run; the job's epoch checkpoint stays for the rerun
         return 130
+    finally:  # the job is saved or stopped: a SIGTERM during the interpreter's exit ends it quietly, not with a
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # KeyboardInterrupt traceback from an exit finalizer
 
 
 if __name__ == "__main__":

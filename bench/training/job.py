@@ -1,11 +1,12 @@
 """A job: one data set × regime × seed with its fully resolved config, and the runtime options that don't change results."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from bench.fields import identity_fields
 
 from .recipe import Recipe
 
@@ -52,10 +53,10 @@ class Job:
         return {
             "dataset": self.dataset,
             "dataset_config": {"type": type(self.dataset_config).__name__,
-                               **dataclasses.asdict(self.dataset_config)},
+                               **identity_fields(self.dataset_config)},
             "data_fingerprint": self.data_fingerprint,
             "regime": self.regime,
-            "recipe": dataclasses.asdict(self.recipe),
+            "recipe": identity_fields(self.recipe),
             "protocol": self.protocol,
             "model": self.model,
             "pretrained": self.pretrained,

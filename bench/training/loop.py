@@ -50,7 +50,8 @@ def _training_batches(model, data, recipe, ctx: JobContext):
         return model.head, loader, None
     mean, std = input_mean_std(model.visual)
     transform = train_transform(recipe.augmentation, input_size(model.visual), recipe.epochs, mean, std,
-                                recipe.mda_func, uint8=True, resize=resize_mode(ctx.job.runtime))
+                                recipe.mda_func, uint8=True, resize=resize_mode(ctx.job.runtime),
+                                interpolation=recipe.interpolation)
     loader = make_loader(data.train, transform, recipe.batch_size, shuffle=True, seed=ctx.job.seed,
                          workers=ctx.workers, pin_memory=ctx.device.type == "cuda")
     return model, loader, transform

@@ -83,10 +83,11 @@ class WeightedCrossEntropy(nn.Module):
 
 
 def class_balanced_weights(class_counts: np.ndarray, beta: float = 0.9999) -> torch.Tensor:
-    """Cui et al.'s (1 - beta) / (1 - beta^n_c), mean 1; in float64, where 1 - beta^n keeps its digits."""
-    counts = _counts(class_counts, "the class-balanced weight 1/(1 - beta^n)").double()
-    weights = (1 - beta) / (1 - beta ** counts)
-    return weights / weights.mean()
+    """Cui et al.'s (1 - beta) / (1 - beta^n_c), mean 1, in float32 with LIFT-plus's operations (utils/losses.py
+    ClassBalancedLoss on its float32 counts): float64 would keep more digits of 1 - beta^n, and other gradients."""
+    counts = _counts(class_counts, "the class-balanced weight 1/(1 - beta^n)")
+    weights = (1.0 - beta) / (1.0 - (beta ** counts))
+    return weights / torch.mean(weights)
 
 
 def generalized_reweighting_weights(class_counts: np.ndarray, exponent: float = 1.0) -> torch.Tensor:

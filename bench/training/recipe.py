@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from bench.fields import MAX_EPOCHS, check_fields, setting
+from bench.fields import MAX_BATCH, MAX_EPOCHS, MAX_SIDE, check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,8 @@ class Recipe:
     epochs: Optional[int] = setting(None, low=0, high=MAX_EPOCHS,
                                     help="None: the data set's default (5; 15 for iNaturalist 2018)")
     lr: float = setting(0.02, low=0, low_open=True, help="SGD learning rate, cosine-annealed per epoch")
-    batch_size: int = setting(128, low=1, help="images per optimiser step (--micro-batch-size splits it exactly)")
+    batch_size: int = setting(128, low=1, high=MAX_BATCH,
+                              help="images per optimiser step (--micro-batch-size splits it exactly)")
     momentum: float = setting(0.9, low=0, high=1, high_open=True, help="SGD momentum")
     weight_decay: float = setting(5e-4, low=0, help="SGD weight decay")
     loss: Literal["la", "ce", "focal", "ldam", "cb", "grw", "bs", "lade"] = setting(
@@ -37,8 +38,11 @@ class Recipe:
     mda_func: Literal["convex", "min", "linear", "concave", "max"] = setting(
         "convex", help="schedule of the minimalist crop's smallest area over the epochs")
     tte: bool = setting(False, help="5-crop test-time ensembling (LIFT+)")
-    expand: Optional[int] = setting(None, low=0, help="test resize = size + expand pixels; None: 24 with tte, "
-                                                      "size // 7 without (LIFT-plus)")
+    expand: Optional[int] = setting(None, low=0, high=MAX_SIDE, help="test resize = size + expand pixels; None: 24 "
+                                                                     "with tte, size // 7 without (LIFT-plus)")
+    interpolation: Literal["bicubic", "bilinear"] = setting(
+        "bicubic", help="filter of the deterministic resizes: test, TTE and classifier-init images, augmentation "
+                        "none (LIFT-plus: bicubic; LIFT: torchvision's default, bilinear)", identity="unless_default")
 
     def __post_init__(self):
         check_fields(self)

@@ -202,3 +202,44 @@ def test_meta_without_class_names_is_named(tmp_path):
     _rewrite(root / "cifar-100-python" / "meta", lambda e: e.pop("fine_label_names"))
     with pytest.raises(DataError, match=r"cifar-100-python/meta holds no 'fine_label_names' list.*--download"):
         build_dataset(dataset_config("cifar100_lt"), root)
+
+
+DOWNLOAD_ERROR = (r"^--download: cannot fetch CIFAR-100 from https://www\.cs\.toronto\.edu/~kriz/"
+                  r"cifar-100-python\.tar\.gz into .*\(({reason})\)\. To place the files by hand .*tar xzf "
+                  r"cifar-100-python\.tar\.gz -C .*; then run without --download$")
+
+
+def test_a_download_without_network_says_how_to_place_the_files(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match=DOWNLOAD_ERROR.format(reason="URLError: .*Name or service not known.*")):
+        build_dataset(dataset_config("cifar100_lt"), tmp_path, download=True)
+
+
+def test_a_stalled_download_fails_instead_of_waiting_forever(tmp_path, monkeypatch):
+    """A server that accepts the connection and never answers (urllib alone would wait forever)."""
+    import socket
+    import time
+
+    import torchvision
+
+    from bench.data import cifar
+
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(torchvision.datasets.CIFAR100, "url",
+                            f"http://127.0.0.1:{server.getsockname()[1]}/cifar-100-python.tar.gz")
+        monkeypatch.setattr(cifar, "DOWNLOAD_TIMEOUT_S", 1.0)
+        start = time.monotonic()
+        with pytest.raises(DataError, match=r"^--download: cannot fetch CIFAR-100 from http://127\.0\.0\.1:\d+/\S+ "
+                                            r"into .*timed out.*tar xzf cifar-100-python\.tar\.gz"):
+            build_dataset(dataset_config("cifar100_lt"), tmp_path, download=True)
+    assert time.monotonic() - start < 30 and socket.getdefaulttimeout() is None

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import InterpolationMode
 
 from bench.data.transforms import MinimalistCrop, minimalist_min_scale, train_transform
 from bench.data.transforms import test_transform as eval_transform
@@ -184,3 +185,61 @@ def test_device_normalise_on_cuda_matches_the_cpu_reference():
     image = _random_images(1)[0]
     old, new = (eval_transform(32, CLIP_MEAN, CLIP_STD, tte=True, uint8=u) for u in (False, True))
     assert torch.equal(new.normalise(new(image).cuda()).cpu(), old(image))
+
+
+def _pil_resized(image: Image.Image, shorter: int, interpolation: int) -> torch.Tensor:
+    """Pillow's own resize of the shorter side to `shorter` (torchvision's Resize(int) size), C×H×W uint8."""
+    width, height = image.size
+    size = (shorter, int(shorter * height / width)) if width <= height else (int(shorter * width / height), shorter)
+    return torch.tensor(np.asarray(image.resize(size, interpolation))).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("name, filter_", [("bicubic", Image.BICUBIC), ("bilinear", Image.BILINEAR)])
+def test_the_deterministic_views_resize_with_the_recipes_interpolation(name, filter_):
+    """LIFT resizes with torchvision's default bilinear, LIFT-plus bicubic: test, TTE and the plain view (the
+    classifier-init images, augmentation none) use the filter they are given, in the workers and on the device."""
+    image = _random_images(1, seed=3)[0]
+    resized = _pil_resized(image, 32 + 32 // 7, filter_)
+    top, left = (resized.shape[1] - 32) // 2, (resized.shape[2] - 32) // 2
+    test = eval_transform(32, MEAN, STD, uint8=True, interpolation=name)
+    assert torch.equal(test(image), resized[:, top:top + 32, left:left + 32])
+    tte = eval_transform(32, MEAN, STD, tte=True, uint8=True, interpolation=name)(image)
+    assert torch.equal(tte[0], _pil_resized(image, 35, filter_)[:, :32, :32])  # the top-left crop of the 35 px resize
+    plain = train_transform("none", 32, 1, MEAN, STD, uint8=True, interpolation=name)(image)
+    resized = _pil_resized(image, 32, filter_)
+    top, left = (resized.shape[1] - 32) // 2, (resized.shape[2] - 32) // 2
+    assert torch.equal(plain, resized[:, top:top + 32, left:left + 32])
+    for build in (lambda r: eval_transform(32, MEAN, STD, tte=True, uint8=True, resize=r, interpolation=name),
+                  lambda r: train_transform("none", 32, 1, MEAN, STD, uint8=True, resize=r, interpolation=name)):
+        device = build("device")
+        assert torch.equal(device.normalise.resize(device(image)), build("worker")(image))
+
+
+def test_bilinear_and_bicubic_views_differ_and_an_unknown_filter_is_refused():
+    image = _random_images(1, seed=4)[0]
+    bicubic, bilinear = (eval_transform(32, MEAN, STD, uint8=True, interpolation=f)(image) for f in ("bicubic",
+                                                                                                      "bilinear"))
+    assert not torch.equal(bicubic, bilinear)
+    with pytest.raises(ValueError, match="unknown interpolation 'nearest'; valid: bicubic, bilinear"):
+        eval_transform(32, MEAN, STD, interpolation="nearest")
+    with pytest.raises(ValueError, match="unknown interpolation 'nearest'"):
+        train_transform("none", 32, 1, MEAN, STD, interpolation="nearest")
+
+
+def test_the_recipes_interpolation_reaches_the_test_views_and_their_cache_key(monkeypatch):
+    from bench import features
+    from bench.data import build_dataset
+    from bench.training.context import JobContext
+
+    job = make_job("zero_shot", interpolation="bilinear")
+    data = build_dataset(job.dataset_config, "unused")
+    ctx = JobContext.create(job)
+    transforms = []
+    make_loader = features.make_loader
+    monkeypatch.setattr(features, "make_loader", lambda source, transform, *a, **k: transforms.append(transform)
+                        or make_loader(source, transform, *a, **k))
+    features.features(features.PretrainedTower(ctx, 32), data, "test", "test", ctx)
+    assert transforms[0].transforms[0].interpolation == InterpolationMode.BILINEAR
+    bicubic = JobContext.create(make_job("zero_shot"))
+    assert features.features_key(ctx, data, "test", "test", 32)["interpolation"] == "bilinear"
+    assert "interpolation" not in features.features_key(bicubic, data, "test", "test", 32)  # keys of before

@@ -79,11 +79,11 @@ def test_csv_classes_labels_paths_and_lines(tmp_path):
 
 
 def test_csv_columns_in_any_order_and_an_image_dir(tmp_path):
-    write_image(tmp_path / "pics" / "x.png")
-    write_image(tmp_path / "pics" / "y.png")
-    files = write_csv(tmp_path / "lists", ["train,1,x.png,first", "test,0,y.png,second", "train,0,y2.png,third"],
-                      header="Split, Label ,PATH,note", classnames=("a", "b"))
-    write_image(tmp_path / "pics" / "y2.png")
+    for name in ("x.png", "y.png", "y2.png", "x2.png"):
+        write_image(tmp_path / "pics" / name)
+    files = write_csv(tmp_path / "lists", ["train,1,x.png,first", "test,0,y.png,second", "train,0,y2.png,third",
+                                           "test,1,x2.png,fourth"], header="Split, Label ,PATH,note",
+                      classnames=("a", "b"))
     data = build_dataset(dataset_config("csv", {**files, "image_dir": "pics"}), tmp_path)
     assert data.train.rel_paths == ["x.png", "y2.png"] and data.train.labels.tolist() == [1, 0]
     assert data.test.load(0).size == (8, 8)
@@ -146,8 +146,8 @@ def test_added_image_and_edited_csv_are_read_again(tmp_path):
     config = csv_config(tmp_path / "set", BALANCED_ROWS)
     assert len(build_dataset(config, "/x").train) == 18
     time.sleep(0.01)
-    (tmp_path / "set" / "data.csv").write_text("\n".join(["path,label,split", *BALANCED_ROWS[:-1]]) + "\n")
-    assert len(build_dataset(config, "/x").train) == 18 and len(build_dataset(config, "/x").test) == 2
+    (tmp_path / "set" / "data.csv").write_text("\n".join(["path,label,split", *BALANCED_ROWS[1:]]) + "\n")
+    assert len(build_dataset(config, "/x").train) == 17 and len(build_dataset(config, "/x").test) == 3
 
 
 @pytest.mark.parametrize("name, overrides, message", [

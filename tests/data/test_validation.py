@@ -50,12 +50,13 @@ def test_a_class_with_one_image_gives_none():
 
 def test_validation_list_is_read_like_the_test_list(tmp_path):
     split = write_tree(tmp_path, "imagenet_lt")
-    rel = "train/n00000001/n00000001_val.JPEG"  # the official val.txt lists images of ImageNet's train folder
-    _write_image(tmp_path / "ImageNet" / rel, (80, 0, 0))
-    (split / "val.txt").write_text(f"{rel} 1\n")
+    rels = [f"train/n0000000{c}/n0000000{c}_val.JPEG" for c in range(3)]  # the official val.txt lists images of
+    for c, rel in enumerate(rels):  # ImageNet's train folder
+        _write_image(tmp_path / "ImageNet" / rel, (80 * c, 0, 0))
+    (split / "val.txt").write_text("".join(f"{rel} {c}\n" for c, rel in enumerate(rels)))
     plain = build_dataset(dataset_config("imagenet_lt"), tmp_path)
     data = build_dataset(dataset_config("imagenet_lt", {"val_list": "val.txt"}), tmp_path)
-    assert plain.val is None and data.val.labels.tolist() == [1] and data.val.keys() == [rel]
+    assert plain.val is None and data.val.labels.tolist() == [0, 1, 2] and data.val.keys() == rels
     assert data.train.keys() == plain.train.keys() and data.fingerprint != plain.fingerprint
     assert check_images(data) != check_images(plain)
 
@@ -70,8 +71,9 @@ def test_validation_list_shares_no_image_and_has_valid_labels(tmp_path, line, me
 
 
 def test_inaturalist_holds_out_part_of_its_training_list(tmp_path):
-    write_tree(tmp_path, "inat2018")
-    data = build_dataset(dataset_config("inat2018", {"val_fraction": "0.5"}), tmp_path)
+    write_tree(tmp_path, "inat2018")  # the third class has one training image: none to hold out
+    data = build_dataset(dataset_config("inat2018", {"val_fraction": "0.5", "allow_untested_classes": "true"}),
+                         tmp_path)
     assert data.train_class_counts.tolist() == [1, 1, 1] and data.val.labels.tolist() == [0, 0, 1]
     assert {data.val.line_numbers[0], data.val.line_numbers[1]} <= {1, 2, 3}
 

@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.models import (TINY_MODEL, WeightsUnavailableError, create_clip, image_features, load_backbone)
+from bench.models import backbone
+from bench.models.backbone import MissingPackageError, hugging_face_parts, tokenizer_for
 from bench.models.heads import CosineClassifier, ZeroShotHead, make_classifier
 from bench.registry import UnknownNameError
 
@@ -89,3 +91,24 @@ def test_zero_shot_head_is_clip_logits(tiny):
         backbone.text_embeddings, dim=-1).T
     torch.testing.assert_close(head(f), expected)
     assert not list(head.parameters())
+
+
+@pytest.mark.parametrize("model, parts", [
+    ("ViT-B-16", []), ("EVA02-B-16", []), ("ViT-B-16-SigLIP", ["tokenizer"]), ("ViT-SO400M-14-SigLIP2", ["tokenizer"]),
+    ("roberta-ViT-B-32", ["text tower", "tokenizer"]), ("xlm-roberta-base-ViT-B-32", ["text tower", "tokenizer"]),
+])
+def test_the_parts_open_clip_builds_with_transformers(model, parts):
+    assert hugging_face_parts(model) == parts
+
+
+def test_a_missing_package_is_named_with_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(backbone, "installed", lambda package: package != "transformers")
+    with pytest.raises(MissingPackageError, match=r"^the text tower of roberta-ViT-B-32 needs the transformers "
+                                                  r"package, which is not installed: pip install transformers$"):
+        create_clip("roberta-ViT-B-32", "none")
+    with pytest.raises(MissingPackageError, match=r"^the tokenizer of ViT-B-16-SigLIP needs the transformers "
+                                                  r"package, .*: pip install transformers .*"
+                                                  r"classifier_init=class_mean"):
+        tokenizer_for("ViT-B-16-SigLIP")
+    assert tokenizer_for(TINY_MODEL) is not None  # its own word tokenizer
+    assert isinstance(MissingPackageError("x"), WeightsUnavailableError)  # the CLI's exit 2 before training

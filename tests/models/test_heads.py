@@ -70,8 +70,8 @@ def test_subset_keeps_at_most_100_random_images_of_every_class():
 SMALL = {"num_classes": "6", "max_per_class": "150", "imbalance_ratio": "10"}  # one class above the 100 cap
 
 
-def _built(regime: str, init: str):
-    job = make_job(regime, data_overrides=SMALL, classifier_init=init)
+def _built(regime: str, init: str, data_overrides: dict = SMALL, **changes):
+    job = make_job(regime, data_overrides=data_overrides, classifier_init=init, **changes)
     data = build_dataset(job.dataset_config, job.runtime.data_root)
     torch.manual_seed(0)
     backbone = load_backbone(job.model, job.pretrained, data.classnames, torch.device("cpu"), seed=0)
@@ -80,11 +80,13 @@ def _built(regime: str, init: str):
     return model, data, recipe, JobContext.create(job)
 
 
-def _features_by_hand(model, data, seed: int) -> tuple[torch.Tensor, np.ndarray]:
-    """The subset's images through Resize(size, bicubic) + CenterCrop + Normalize and the model, in one batch."""
+def _features_by_hand(model, data, seed: int, interpolation=InterpolationMode.BICUBIC
+                      ) -> tuple[torch.Tensor, np.ndarray]:
+    """The subset's images through Resize(size, interpolation) + CenterCrop + Normalize and the model, in one
+    batch."""
     size = input_size(model.visual)
     mean, std = input_mean_std(model.visual)
-    plain = T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), T.CenterCrop(size), T.ToTensor(),
+    plain = T.Compose([T.Resize(size, interpolation=interpolation), T.CenterCrop(size), T.ToTensor(),
                        T.Normalize(mean, std)])
     chosen = per_class_subset(data.train.labels, PER_CLASS, seed)
     model.eval()
@@ -102,6 +104,18 @@ def test_class_mean_init_is_the_normalised_mean_feature_with_the_regimes_modules
     bare, _, _, _ = _built("linear_probe", "class_mean")  # the tower alone gives other means
     bare_features, _ = _features_by_hand(bare, data, seed=0)
     assert not torch.allclose(bare_features, features, atol=1e-3)
+
+
+def test_class_mean_init_sees_the_training_images_through_the_recipes_interpolation():
+    """LIFT resizes its classifier-init images bilinear (torchvision's default), LIFT-plus bicubic."""
+    larger = {**SMALL, "image_size": "45"}  # images the resize actually resamples
+    model, data, recipe, ctx = _built("linear_probe", "class_mean", larger, interpolation="bilinear")
+    features, labels = _features_by_hand(model, data, 0, InterpolationMode.BILINEAR)
+    expected = torch.stack([F.normalize(features[labels == c].mean(0), dim=0) for c in range(data.num_classes)])
+    initialise_head(model, data, recipe, ctx)
+    torch.testing.assert_close(model.head.weight, expected, atol=1e-5, rtol=1e-5)
+    bicubic, _ = _features_by_hand(model, data, 0)
+    assert not torch.allclose(bicubic, features, atol=1e-4)
 
 
 def test_linear_probing_init_is_the_normalised_balanced_logistic_regression():

@@ -352,7 +352,7 @@ def test_layers_from_the_command_line_and_the_default():
         assert apply_overrides(lora, {"layers": text}, "lora").layers == value
     with pytest.raises(OverrideError, match=r"lora.layers: cannot read 'a,b' as int or a list of int"):
         apply_overrides(lora, {"layers": "a,b"}, "lora")
-    with pytest.raises(OverrideError, match=r"--set lora.layers must be >= 0, got -1"):
+    with pytest.raises(OverrideError, match=r"--set lora.layers must be >= 0 and <= 65536, got -1"):
         apply_overrides(lora, {"layers": "-1"}, "lora")
     assert dataclasses.replace(lora, layers=[1, 2]).layers == (1, 2)  # a list is kept as a (hashable) tuple
     assert get_regime("partial").recipe == apply_overrides(get_regime("partial").recipe, {"blocks": "1"}, "partial")

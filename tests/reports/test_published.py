@@ -19,7 +19,8 @@ from reports.published import (KEY, METRICS, TABLE, TEXT_COLUMNS, TOLERANCE, com
                                paper_recipe)
 from tests.reports.test_rows import plan, result, write_jobs
 
-LIFT_RECIPE = dict(epochs=10, lr=0.01, augmentation="rrc_flip_bilinear", tte=True)  # LIFT's scripts and configs
+LIFT_RECIPE = dict(epochs=10, lr=0.01, augmentation="rrc_flip_bilinear", interpolation="bilinear",
+                   tte=True)  # LIFT's scripts and configs
 
 
 def test_the_table_ships_with_the_package():
@@ -123,13 +124,17 @@ def test_the_report_has_the_section(report):
 
 
 def test_zero_shot_is_compared_on_its_test_time_fields_only(tmp_path):
-    """zero_shot does not train: a learning rate other than the protocol's is no difference, TTE off is."""
-    jobs = [paper_job("imagenet_lt", "zero_shot", 68.0, tte=True), paper_job("imagenet_lt", "zero_shot", 60.0, 1)]
+    """zero_shot does not train: a learning rate other than the protocol's is no difference, TTE off or another
+    test resize filter is."""
+    jobs = [paper_job("imagenet_lt", "zero_shot", 68.0, tte=True, interpolation="bilinear"),
+            paper_job("imagenet_lt", "zero_shot", 60.0, 1, interpolation="bilinear"),
+            paper_job("imagenet_lt", "zero_shot", 60.0, 2, tte=True)]
     jobs[1]["config"]["recipe"]["lr"] = 0.5
-    jobs[1]["job_id"] = "f" * 16
+    jobs[1]["job_id"], jobs[2]["job_id"] = "f" * 16, "e" * 16
     write_jobs(tmp_path, jobs)
     verdicts = sorted(compare(load_run(tmp_path)).verdict)
-    assert verdicts == ["pass", "recipe differs from the paper's: tte=false (paper: true)"]
+    assert verdicts == ["pass", 'recipe differs from the paper\'s: interpolation="bicubic" (paper: "bilinear")',
+                        "recipe differs from the paper's: tte=false (paper: true)"]
 
 
 def test_the_report_says_what_the_table_leaves_out():

@@ -19,7 +19,7 @@ def run_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     data = write_cifar100(root / "data", per_class=30, test_per_class=3)
     grid = root / "grid.yaml"
-    grid.write_text("name: init\nmetric: few\nregime: lift_plus\naxes:\n  classifier_init: [semantic, random]\n")
+    grid.write_text("name: init\nmetric: medium\nregime: lift_plus\naxes:\n  classifier_init: [semantic, random]\n")
     code = main(["--datasets", "synthetic_lt", "cifar100_lt", "--imbalance-ratio", "10", "--data-root", str(data),
                  "--regimes", "zero_shot", "linear_probe", "full", "lift_plus", "--seeds", "0", "1", "--epochs", "2",
                  "--grid", str(grid), "--out", str(root / "run"), *TINY])
@@ -116,3 +116,43 @@ def test_markdown_table_has_mean_and_spread_over_seeds(run_folder, capsys):
     assert "| overall 95% CI |" in printed and "| macro-F1 |" in printed
     low, high = map(float, lift.split("|")[6].strip(" []").split(","))  # over the row's two seeds
     assert low <= float(lift.split("|")[5].split("±")[0]) <= high
+
+
+def test_untested_classes_are_named_in_the_results_and_the_report(tmp_path, capsys, caplog):
+    from reports.build import main as report_main
+    from tests.data.test_options import untested_csv
+
+    options = untested_csv(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["--datasets", "csv", "--regimes", "zero_shot", "--out", str(run), *TINY, "--set",
+                 *(f"csv.{field}={value}" for field, value in options.items()), "csv.allow_untested_classes=true"]) == 0
+    line = "1 class has no test images and is not in any metric: 'sea_lion'"
+    assert f"data csv: {line}" in caplog.text  # a warning: shown with -q too
+    result = json.loads(next((run / "jobs").glob("*.json")).read_text())
+    assert result["dataset"]["untested_classes"] == {"test": ["sea_lion"]}
+    assert result["metrics"]["test"]["untested_classes"] == 1 and result["metrics"]["train"]["untested_classes"] == 0
+    assert build_report(run)[0].read_text().count(f"csv: {line.replace(chr(39), '&#x27;')}") == 1
+    capsys.readouterr()
+    assert report_main([str(run), "--markdown"]) == 0
+    assert line in capsys.readouterr().out
+
+
+def test_the_hyperparameter_table_names_the_script_line_and_every_own_default(tmp_path):
+    """Under a paper protocol the first line of a row says which script line its recipe is, or that none ran it;
+    a default that is ltbench's own names its source; any other default is LIFT-plus's."""
+    from bench.protocols import PROVENANCE
+    from reports.build import DEFAULT_SOURCE, hyperparameters
+    from reports.load import load_run
+    from tests.reports.test_rows import plan, result, write_jobs
+
+    full = result("full", lr=5e-4, tte=False)
+    full["hparam_sources"] = {"lr": "ltbench: LIFT's ImageNet-LT full fine-tuning lr",
+                              PROVENANCE: "lift_plus_paper: not in the papers' scripts (...)"}
+    full["config"]["protocol"] = "lift_plus_paper"
+    write_jobs(tmp_path, [full])
+    plan(tmp_path, [full], protocol="lift_plus_paper")
+    table = hyperparameters(load_run(tmp_path)).set_index("setting")
+    assert table.index[0] == PROVENANCE and table.loc[PROVENANCE, "value"] == "lift_plus_paper"
+    assert "not in the papers' scripts" in table.loc[PROVENANCE, "source"]
+    assert table.loc["lr", "source"] == "ltbench: LIFT's ImageNet-LT full fine-tuning lr"
+    assert table.loc["tte", "source"] == table.loc["epochs", "source"] == DEFAULT_SOURCE

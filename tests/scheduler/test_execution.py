@@ -56,12 +56,23 @@ def test_sigkill_mid_run_then_rerun_loses_nothing_and_resumes_from_the_epoch_che
             unbroken[regime]["metrics"]["test"]["per_class_acc"]
 
 
+CPP_ERROR = ("shape '[2, -1]' is invalid for input of size 3\n"  # torch's message with its C++ backtrace
+             "Exception raised from infer_size_impl at /pytorch/aten/src/ATen/InferSize.h:95 (most recent call "
+             "first):\nframe #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x9e (0x7f in libc10.so)\n"
+             "frame #1: at::infer_size_dv(c10::ArrayRef<long>, long) + 0x12 (0x7f in libtorch_cpu.so)\n")
+
+
 @pytest.fixture
 def plugin_regimes():
     @register_regime("test_broken")
     class Broken(Regime):
         def adapt(self, model, data, recipe):
             raise RuntimeError("this regime is broken on purpose")
+
+    @register_regime("test_cpp_error")
+    class CppError(Regime):
+        def adapt(self, model, data, recipe):
+            raise RuntimeError(CPP_ERROR)
 
     class OutOfMemoryAbove(torch.nn.Module):
         """Pretends the GPU holds at most `limit` images per forward pass while training."""
@@ -86,7 +97,7 @@ def plugin_regimes():
             return OutOfMemoryAbove(super().make_head(backbone, data, recipe), 0)
 
     yield
-    for name in ("test_broken", "test_small_gpu", "test_tiny_gpu"):
+    for name in ("test_broken", "test_cpp_error", "test_small_gpu", "test_tiny_gpu"):
         REGIMES._entries.pop(name)
 
 
@@ -105,6 +116,23 @@ def test_failures_are_isolated_and_out_of_memory_retries_with_half_the_micro_bat
     assert "NonFiniteLossError" in results["linear_probe"]["error"]
     assert results["test_small_gpu"]["oom_retry"]["micro_batch_size"] == 16
     assert "out of GPU memory even with micro-batch 16" in results["test_tiny_gpu"]["error"]
+
+
+def test_a_failure_is_one_line_on_the_console_and_whole_in_its_record(tmp_path, plugin_regimes, capsys, caplog):
+    """A torch error carrying its C++ backtrace: the job's JSON and log keep all of it; the console (printed
+    and logged) names the job once, with the error's type and first line and where its log is."""
+    assert main([*TINY, "--out", str(tmp_path), "--epochs", "1", "--no-train-eval",
+                 "--regimes", "test_cpp_error", "zero_shot"]) == 1
+    out, err = capsys.readouterr()
+    console = out + err + caplog.text
+    record = _results(tmp_path)["test_cpp_error"]
+    assert record["error"] == "RuntimeError: shape '[2, -1]' is invalid for input of size 3"
+    assert "frame #1: at::infer_size_dv" in record["traceback"]
+    assert "frame #1: at::infer_size_dv" in Path(record["log"]).read_text()
+    assert "frame #" not in console and "Exception raised from" not in console
+    named = [line for line in console.splitlines() if "is invalid for input of size 3" in line]
+    assert named == [f"  synthetic_lt/test_cpp_error/seed0: {record['error']} (log: {record['log']})"]
+    assert "1 of 2 jobs failed" in err
 
 
 def test_frozen_features_and_text_embeddings_are_computed_once_and_shared(tmp_path):

@@ -5,6 +5,7 @@ import typing
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.training.losses import LOSSES, LDAMLoss, make_loss
@@ -166,3 +167,25 @@ def test_losses_without_counts_accept_an_empty_class(name):
     counts[2] = 0
     assert isinstance(make_loss(Recipe(loss=name), counts), nn.Module)
 
+
+
+def _reference_cb_gradient(logits: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, beta: float = 0.9999):
+    """LIFT-plus utils/losses.py ClassBalancedLoss, on the float32 counts its trainer.py passes (torch.Tensor)."""
+    weights = (1.0 - beta) / (1.0 - (beta ** counts))
+    weights = weights / torch.mean(weights)
+    logits = logits.clone().requires_grad_()
+    F.cross_entropy(logits.to(weights.dtype), labels, weight=weights).backward()
+    return logits.grad
+
+
+def test_class_balanced_weights_are_the_references_float32_ones_to_the_bit():
+    # ImageNet-LT's spread of class sizes, 1280 down to 5 images over 1000 classes
+    counts = np.round(1280 * (5 / 1280) ** (np.arange(1000) / 999)).astype(int)
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(scale=4.0, size=(128, 1000)), dtype=torch.float32).requires_grad_()
+    labels = torch.tensor(rng.integers(0, 1000, 128))
+    make_loss(Recipe(loss="cb"), counts)(logits, labels).backward()
+    float32 = _reference_cb_gradient(logits.detach(), labels, torch.tensor(counts, dtype=torch.float32))
+    assert torch.equal(logits.grad, float32)
+    float64 = _reference_cb_gradient(logits.detach(), labels, torch.tensor(counts, dtype=torch.float64))
+    assert (float64.float() - float32).abs().max() > 1e-7  # the float64 weights would give other gradients
