@@ -26,8 +26,8 @@ from bench.models.timm_towers import IMAGENET_MODELS
 from bench.models.backbone import (BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings,
                                    check_prompt_tokenizer)
 from bench.overrides import OverrideError
-from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, SELECTION_FILE, Plan,
-                        Selection, check_measurable, plan)
+from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, DEMO_REGIMES, SELECTION_FILE,
+                        Plan, Selection, check_measurable, plan)
 from bench.protocols import PROTOCOLS, REFERENCE, own_default_notes
 from bench.job_result import JobOutcome, JobRow
 from bench.registry import REGIMES, UnknownNameError, get_regime
@@ -53,8 +53,8 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--datasets", nargs="+", default=[DEMO_DATASET], metavar="NAME",
                        help=f"data sets: {', '.join(DATASETS.names())} (default: the offline demo)")
     group.add_argument("--regimes", nargs="+", metavar="NAME",
-                       help=f"regimes, or '{ALL_REGIMES}' (the default without --grid): "
-                            f"{', '.join(REGIMES.names())}")
+                       help=f"regimes, or '{ALL_REGIMES}' (the default without --grid; a {DEMO_DATASET}-only run: "
+                            f"the demo's {' '.join(DEMO_REGIMES)}): {', '.join(REGIMES.names())}")
     group.add_argument("--grid", nargs="+", default=[], metavar="FILE",
                        help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
     group.add_argument("--seeds", nargs="+", type=number(int, 0, MAX_SEED), default=[0],

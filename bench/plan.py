@@ -41,6 +41,11 @@ from bench.training.recipe import Recipe
 
 ALL_REGIMES = "all"  # --regimes all; --set all.FIELD=VALUE: every selected regime that has FIELD
 DEMO_DATASET = "demo_lt"
+# the first command's regimes (README): the papers' comparison (zero-shot, classifier only, full and partial
+# fine-tuning, LoRA, AdaptFormer, LIFT+) and two text-side regimes, every one at its reference recipe, in about a
+# minute on 2 cores; `--regimes all` adds the rest (CoOp's 50 reference epochs alone take ~4.5 minutes there)
+DEMO_REGIMES = ("zero_shot", "linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus", "clip_adapter",
+                "proj_tuning")
 SELECTION_FILE = "selection.json"  # in the run folder: the --select candidates and the metric that picks
 DEFAULT_MODEL, DEFAULT_PRETRAINED = "ViT-B-16", "openai"
 
@@ -68,14 +73,19 @@ class Selection:
 
     def __post_init__(self):
         if self.model is None:
-            demo_only = set(self.datasets) == {DEMO_DATASET}
-            object.__setattr__(self, "model", DEMO_MODEL if demo_only else DEFAULT_MODEL)
+            object.__setattr__(self, "model", DEMO_MODEL if self.demo_only else DEFAULT_MODEL)
         if self.pretrained is None:
             object.__setattr__(self, "pretrained", BUNDLED if self.model == DEMO_MODEL else DEFAULT_PRETRAINED)
 
+    @property
+    def demo_only(self) -> bool:
+        return set(self.datasets) == {DEMO_DATASET}
+
     def regime_names(self) -> list[str]:
-        """The regimes of the main jobs: `all` expanded, duplicates dropped, unknown names rejected."""
-        requested = self.regimes or (() if self.grids else (ALL_REGIMES,))
+        """The regimes of the main jobs: `all` expanded, duplicates dropped, unknown names rejected. Without
+        --regimes: all of them, or the demo's DEMO_REGIMES for a demo_lt-only run."""
+        default = () if self.grids else DEMO_REGIMES if self.demo_only else (ALL_REGIMES,)
+        requested = self.regimes or default
         names = REGIMES.names() if ALL_REGIMES in requested else list(dict.fromkeys(requested))
         for name in names:
             REGIMES.get(name)  # unknown name -> UnknownNameError

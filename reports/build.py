@@ -19,7 +19,9 @@ from bench.data.groups import FEW_MAX, ClassGroups
 from bench.io import atomic_file
 from bench.manifest import ManifestError
 from bench.results import ResultFileError
+from bench.plan import DEMO_DATASET, DEMO_REGIMES
 from bench.protocols import PROVENANCE
+from bench.registry import REGIMES
 
 from .figures import (DATASET_FIGURES, RUN_FIGURES, _job_stats, backbone_share, class_accuracy,
                       data_wait_share, grid_heatmap, grid_paired_tests, paired_t_pvalue)
@@ -236,6 +238,26 @@ def _class_interval(run: Run, rows: pd.DataFrame, base: pd.DataFrame) -> list[fl
     return paired_interval(a.to_numpy()[few], b.to_numpy()[few])
 
 
+def few_shot_interval(run: Run, dataset: str):
+    """(row a, row b) -> the class-bootstrap interval of few(a) − few(b) on `dataset` (`_class_interval`)."""
+    rows = run.main[run.main.dataset == dataset]
+    return lambda a, b: _class_interval(run, rows[rows.row == a], rows[rows.row == b])
+
+
+def demo_scope(run: Run) -> str | None:
+    """What the embedded demo left out: its default regimes are a part of the registry's, each at its reference
+    recipe, so that the first command takes about a minute on 2 cores."""
+    ran = set(run.main[run.main.dataset == DEMO_DATASET].regime)
+    left = sorted(set(REGIMES.names()) - ran)
+    if not ran or not left or not ran <= set(DEMO_REGIMES):
+        return None
+    return (f"The embedded demo ran {len(ran)} of ltbench's {len(REGIMES.names())} regimes, the default of a "
+            f"{DEMO_DATASET}-only run: the papers' comparison and the text-side regimes that fit in about a minute "
+            f"on 2 cores, each at its reference recipe (nothing is scaled down). Not run: {', '.join(left)}; "
+            f"`python run_bench.py --regimes all` runs them too (CoOp's 50 reference epochs alone take about 4.5 "
+            f"minutes on 2 cores).")
+
+
 def regime_differences(run: Run, dataset: str) -> pd.DataFrame:
     """Each row of `dataset` against `difference_reference` on few-shot accuracy: difference of the means over
     seeds, the paired t-test over the seeds both share (p only with ≥ 2) and the class bootstrap interval;
@@ -339,7 +361,8 @@ def write_report(run: Run) -> tuple[Path, Path]:
     problems = list(run.problems)
     figures = collect_figures(run, problems)
     findings = {dataset: _attempt(problems, f"findings for {dataset}",
-                                  lambda: verdict(run.main, dataset, few_shot_gaps(run, dataset))) or []
+                                  lambda: verdict(run.main, dataset, few_shot_gaps(run, dataset),
+                                                  few_shot_interval(run, dataset))) or []
                 for dataset in sorted(set(run.main.dataset))}
     table = summary_table(run)
     grid_tests = {grid["name"]: _attempt(problems, f"paired t-tests of grid {grid['name']}", grid_paired_tests,
@@ -353,6 +376,9 @@ def write_report(run: Run) -> tuple[Path, Path]:
              f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
              f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
              f"{html.escape(' '.join(provenance(run)))}</p>"]
+    scope = demo_scope(run)
+    if scope:
+        parts.append(f"<p>{html.escape(scope)}</p>")
     if problems:
         parts.append('<h2>What is missing</h2><ul class="problems">' +
                      "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from typing import Callable
+
 from bench.data.groups import GROUP_NAMES, GROUP_RULES
+
+Interval = Callable[[str, str], "list[float] | None"]  # (row a, row b) -> interval of few(a) - few(b), or None
 
 
 def light_rows(rows: pd.DataFrame) -> list[str]:
@@ -53,35 +57,55 @@ def light_share(light: pd.DataFrame) -> str:
     return text + f", plus the classifier's {_span(classifier.min(), classifier.max(), ',.0f')} parameters"
 
 
+def _seeds(rows: pd.DataFrame, row: str) -> str:
+    n = rows[rows.row == row].seed.nunique()
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _interval_words(interval: list[float] | None) -> str:
+    """How sure the few-shot difference is: its class-bootstrap interval, and whether it excludes 0."""
+    if interval is None:
+        return "no interval (the rows' per-class results cannot be paired)"
+    low, high = interval
+    side = "excludes 0" if low > 0 or high < 0 else "includes 0: not distinguishable on these classes"
+    return f"95% class-bootstrap interval of the difference [{low:+.1f}, {high:+.1f}], which {side}"
+
+
 def _light_vs_full(rows: pd.DataFrame, mean: pd.DataFrame, light: list[str], full: str, name: str,
-                   gaps: dict[str, float]) -> list[str]:
+                   gaps: dict[str, float], few_interval: Interval | None) -> list[str]:
     """The light rows against one full fine-tuning row, called `name` in the text."""
     best = mean.loc[light].few.fillna(-1).idxmax()
     diff = mean.loc[best].few - mean.loc[full].few
     word = "beats" if diff > 0 else "trails"
-    lines = [f"On few-shot classes the best light regime ({best}, {mean.loc[best].few:.1f}) {word} {name} "
-             f"({mean.loc[full].few:.1f}) by {abs(diff):.1f} points; overall "
-             f"{mean.loc[best].top1:.1f} vs {mean.loc[full].top1:.1f}."]
+    interval = few_interval(best, full) if few_interval else None
+    lines = [f"On few-shot classes the best light regime ({best}, {mean.loc[best].few:.1f}, {_seeds(rows, best)}) "
+             f"{word} {name} ({mean.loc[full].few:.1f}, {_seeds(rows, full)}) by {abs(diff):.1f} points "
+             f"({_interval_words(interval)}); overall {mean.loc[best].top1:.1f} vs {mean.loc[full].top1:.1f}."]
     beaten = int((mean.loc[light].few > mean.loc[full].few).sum())
     lines.append(f"{beaten} of {len(light)} light regimes beat {name} on few-shot classes; "
                  + light_share(rows[rows.row.isin(light)]) + ".")
     if diff <= 0:
         lines.append(f"So against {name} this run does not reproduce the papers' finding that heavy fine-tuning "
                      "hurts the tail.")
+    elif interval is not None and interval[0] <= 0:
+        lines.append(f"So against {name} this run cannot tell whether heavy fine-tuning hurts the tail: the "
+                     "difference is within what the choice of few-shot classes gives.")
     light_gaps = [gaps[r] for r in light if r in gaps]
     if full in gaps and light_gaps:
         more = gaps[full] > max(light_gaps)
-        lines.append(f"The few-shot feature gap of {name} ({gaps[full]:+.3f}) is "
+        lines.append(f"The few-shot feature gap of {name} ({gaps[full]:+.3f}, {_seeds(rows, full)}) is "
                      f"{'larger than every' if more else 'not larger than every'} light regime's "
                      f"({min(light_gaps):+.3f} to {max(light_gaps):+.3f}): the papers' feature-inconsistency "
                      f"signature {'appears' if more else 'does not appear'} here.")
     return lines
 
 
-def verdict(main: pd.DataFrame, dataset: str, stats_gap: dict[str, float | None] | None = None) -> list[str]:
+def verdict(main: pd.DataFrame, dataset: str, stats_gap: dict[str, float | None] | None = None,
+            few_interval: Interval | None = None) -> list[str]:
     """Findings for `dataset` from the finished main jobs (`main`, with reports.load's `row` and `lightweight`);
-    `stats_gap` maps a row to its few-shot feature gap. With several full fine-tuning rows, the light rows are
-    compared with each, by name."""
+    `stats_gap` maps a row to its few-shot feature gap (mean over its seeds), `few_interval(a, b)` gives the
+    interval of few(a) − few(b). With several full fine-tuning rows, the light rows are compared with each, by
+    name."""
     rows = main[main.dataset == dataset]
     if rows.empty:
         return [f"{dataset}: no finished job."]
@@ -99,7 +123,7 @@ def verdict(main: pd.DataFrame, dataset: str, stats_gap: dict[str, float | None]
         lines.append(f"The heavy-vs-light comparison needs {missing}, which this run lacks.")
     gaps = {r: g for r, g in (stats_gap or {}).items() if g is not None}
     for row in full if light else []:
-        lines += _light_vs_full(rows, mean, light, row, _named(row, "full", "full fine-tuning"), gaps)
+        lines += _light_vs_full(rows, mean, light, row, _named(row, "full", "full fine-tuning"), gaps, few_interval)
     zero_shot = _rows_of(rows, "zero_shot")
     trained = mean.drop(index=zero_shot)
     for row in zero_shot if not trained.empty else []:

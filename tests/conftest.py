@@ -1,6 +1,8 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per test worker (and its subprocesses): the workers share
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the cores instead of oversubscribing them
 
 import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402

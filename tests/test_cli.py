@@ -222,18 +222,36 @@ def test_no_arguments_means_the_offline_demo_on_the_bundled_model():
 
 
 def test_shortened_demo_run_writes_a_complete_report(tmp_path, capsys):
-    from regimes import REGIMES
+    from bench.plan import DEMO_REGIMES
 
     out = tmp_path / "demo"
     assert main(["--set", "demo_lt.num_classes=10", "--epochs", "1", "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert f"report: {out.resolve() / 'report.html'}" in printed
     table = pd.read_csv(out / "results.csv")
-    assert sorted(table["regime"]) == sorted(REGIMES.names()) and set(table["status"]) == {"ok"}
+    assert sorted(table["regime"]) == sorted(DEMO_REGIMES) and set(table["status"]) == {"ok"}
     assert set(table["model"]) == {"ltbench-demo"} and set(table["pretrained"]) == {"bundled"}
     page = (out / "report.html").read_text()
-    assert all(regime in page for regime in REGIMES.names()) and "missing" not in page.lower()
+    assert all(regime in page for regime in DEMO_REGIMES) and "missing" not in page.lower()
+    assert "The embedded demo ran 9 of ltbench&#x27;s 16 regimes" in page and "Not run: adapter, bitfit, coop" in page
+    assert "95% class-bootstrap interval of the difference" in page
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_the_demo_runs_the_papers_comparison_and_a_text_side_regime_and_all_runs_every_regime():
+    from bench.cli import build_parser, selection_of
+    from bench.plan import DEMO_REGIMES
+    from regimes import REGIMES
+
+    def regimes(*argv):
+        return selection_of(build_parser().parse_args(argv)).regime_names()
+
+    assert regimes() == list(DEMO_REGIMES)
+    assert {"zero_shot", "linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus"} <= set(DEMO_REGIMES)
+    assert any(REGIMES.get(name).text_side for name in DEMO_REGIMES)
+    assert regimes("--regimes", "all") == REGIMES.names()
+    assert regimes("--datasets", "synthetic_lt") == REGIMES.names()  # only a demo_lt-only run is the demo
+    assert regimes("--datasets", "demo_lt", "synthetic_lt") == REGIMES.names()
 
 
 @pytest.mark.parametrize("options, cpus, workers", [

@@ -157,7 +157,8 @@ def test_main_lightweight_and_protocol_come_from_the_manifest_not_the_registry(t
     run = load_run(tmp_path)
     assert set(run.main.regime) == {"full", "linear_probe"}  # the grid-only lora job is no main job
     lines = verdict(run.main, "synthetic_lt")
-    assert any("best light regime (linear_probe, 20.0) beats full fine-tuning (5.0)" in line for line in lines)
+    assert any("best light regime (linear_probe, 20.0, 2 seeds) beats full fine-tuning (5.0, 2 seeds)" in line
+               for line in lines)
     assert "1 of 1 light regimes" in " ".join(lines)
     page = build_report(tmp_path)[0].read_text()
     assert "Protocol lift_plus_paper (2 jobs shown)" in page and "Protocol reference (3 jobs shown)" in page
@@ -169,8 +170,26 @@ def test_several_full_fine_tuning_rows_are_compared_one_by_one(tmp_path):
     write_jobs(tmp_path, results)
     run = load_run(tmp_path)
     text = " ".join(verdict(run.main, "synthetic_lt"))
-    assert "beats full fine-tuning [epochs=1] (5.0)" in text and "trails full fine-tuning [epochs=2] (15.0)" in text
+    assert "beats full fine-tuning [epochs=1] (5.0, 1 seed)" in text
+    assert "trails full fine-tuning [epochs=2] (15.0, 1 seed)" in text
     assert build_report(tmp_path)[0].is_file()
+
+
+@pytest.mark.parametrize("interval, says, never", [
+    ([2.0, 8.0], "[+2.0, +8.0], which excludes 0", "cannot tell"),
+    ([-1.5, 8.0], "includes 0: not distinguishable", "which excludes 0"),
+    (None, "no interval", "excludes 0"),
+])
+def test_the_verdict_gives_the_few_shot_interval_and_claims_only_what_it_carries(tmp_path, interval, says, never):
+    results = [result("full", 0, few=5.0, pct=100.0), result("lora", 0, few=10.0, pct=0.2)]
+    write_jobs(tmp_path, results)
+    run = load_run(tmp_path)
+    asked = []
+    text = " ".join(verdict(run.main, "synthetic_lt", few_interval=lambda a, b: asked.append((a, b)) or interval))
+    assert asked == [("lora", "full")]
+    assert says in text and never not in text
+    assert ("cannot tell whether heavy fine-tuning hurts the tail" in text) == (interval is not None and
+                                                                              interval[0] <= 0)
 
 
 @pytest.mark.parametrize("case", ["all_failed", "empty", "single_regime", "grid_only", "failed_figure"])
