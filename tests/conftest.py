@@ -28,6 +28,13 @@ def lt_splits() -> Path:
     return path
 
 
+def unfinished_checkpoint(run: Path) -> bool:
+    """An epoch checkpoint of a job that has no result yet: what a kill drill waits for. (A finished job's
+    checkpoint lingers a moment after its JSON is written; killing the run then leaves nothing to resume.)"""
+    done = {path.stem for path in (run / "jobs").glob("*.json")}
+    return any(path.stem not in done for path in (run / "checkpoints").glob("*.pt"))
+
+
 def tiny_backbone(classnames=(), text_tower: bool = False, seed: int = 0) -> Backbone:
     """The tiny model's random-weight Backbone (the same draw for a seed), its text tower kept with `text_tower`."""
     torch.manual_seed(seed)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from bench.overrides import OverrideError
-from bench.plan import Selection, plan
+from bench.plan import DEMO_REGIMES, Selection, plan
 from bench.registry import UnknownNameError
 from bench.training import Runtime
 from regimes import REGIMES
@@ -30,7 +30,8 @@ def test_model_and_pretrained_defaults_follow_the_data_sets():
 
 
 def test_regimes_default_to_all_without_grids_and_to_none_with_them(tmp_path):
-    assert Selection().regime_names() == REGIMES.names()
+    assert Selection(datasets=("synthetic_lt",)).regime_names() == REGIMES.names()
+    assert Selection().regime_names() == list(DEMO_REGIMES)  # the demo's (a demo_lt-only run)
     assert Selection(regimes=("lora", "full", "lora")).regime_names() == ["lora", "full"]
     assert Selection(regimes=("lora", "all")).regime_names() == REGIMES.names()
     assert Selection(grids=(_grid(tmp_path, "regime: lora\naxes:\n  rank: [2]\n"),)).regime_names() == []

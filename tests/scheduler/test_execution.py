@@ -11,7 +11,7 @@ import torch
 
 from bench.cli import main
 from regimes import REGIMES, Regime, register_regime
-from tests.conftest import REPO
+from tests.conftest import REPO, unfinished_checkpoint
 
 TINY = ["--datasets", "synthetic_lt", "--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q"]
 
@@ -32,7 +32,7 @@ def test_sigkill_mid_run_then_rerun_loses_nothing_and_resumes_from_the_epoch_che
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until one job is finished and the other has an epoch checkpoint
-        if list((killed / "jobs").glob("*.json")) and list((killed / "checkpoints").glob("*.pt")):
+        if list((killed / "jobs").glob("*.json")) and unfinished_checkpoint(killed):
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

@@ -14,7 +14,7 @@ import torch
 
 from bench.io import StorageError, atomic_file
 from bench.results import RunStore
-from tests.conftest import REPO
+from tests.conftest import REPO, unfinished_checkpoint
 
 TINY = ["--datasets", "synthetic_lt", "--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q",
         "--no-report"]
@@ -92,8 +92,7 @@ def test_ctrl_c_or_sigterm_prints_one_line_and_the_rerun_resumes(tmp_path, worke
     args = ["--regimes", "linear_probe", "full", "--epochs", "12", "--no-train-eval", "--workers", workers]
     driver = subprocess.Popen(_cli(out, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: len(list((out / "jobs").glob("*.json"))) == 1 and (out / "checkpoints").is_dir() and
-              list((out / "checkpoints").glob("*.pt")))
+    _wait_for(lambda: len(list((out / "jobs").glob("*.json"))) == 1 and unfinished_checkpoint(out))
     workers_before = _children(driver.pid)
     driver.send_signal(signum)
     err = driver.communicate(timeout=60)[1]
