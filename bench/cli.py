@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bench.cache import DiskCache
 from bench.data import DATASETS, DataError, build_dataset, check_images, dataset_config
-from bench.fields import MAX_BATCH, MAX_EPOCHS, field_help, number
+from bench.fields import MAX_BATCH, MAX_EPOCHS, MAX_PROCESSES, field_help, number
 from bench.grids import METRICS
 from bench.io import StorageError, write_atomic
 from bench.manifest import read_manifest, record_plan
@@ -43,7 +43,6 @@ from reports.summary import format_summary
 
 RAY_GPU_TASK_CPUS = 8.0  # cores a Ray GPU task reserves by default (its DataLoader workers)
 MAX_SEED = 2**31 - 1
-MAX_PROCESSES = 1024  # jobs at a time, jobs per GPU, loader workers per job
 
 log = logging.getLogger("ltbench")
 
@@ -269,9 +268,10 @@ def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
     for model, pretrained, quick_gelu in dict.fromkeys((job.model, job.pretrained, job.quick_gelu) for job in jobs):
         clip_model = create_clip(model, pretrained, quick_gelu=quick_gelu)
         mine = [job for job in jobs if (job.model, job.pretrained, job.quick_gelu) == (model, pretrained, quick_gelu)]
-        for regime, recipe in dict.fromkeys((job.regime, job.recipe) for job in mine):
-            text_tower = get_regime(regime).uses_text_tower(recipe)
-            get_regime(regime).check(recipe, backbone_of(clip_model, model, [], text_tower=text_tower))
+        for regime, recipe, config in dict.fromkeys((job.regime, job.recipe, job.dataset_config) for job in mine):
+            text_tower = get_regime(regime).uses_text_tower(recipe)  # its check sees the data set's class prompts
+            classnames = build_dataset(config, runtime.data_root, runtime.download).classnames if text_tower else []
+            get_regime(regime).check(recipe, backbone_of(clip_model, model, classnames, text_tower=text_tower))
         prompted = [job for job in mine if get_regime(job.regime).needs_text_embeddings(job.recipe)]
         if prompted:  # also where no embedding is computed here (random weights, Ray): every job would fail
             check_prompt_tokenizer(clip_model, model)

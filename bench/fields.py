@@ -18,6 +18,7 @@ MAX_EPOCHS = 10_000  # per-epoch seeds are seed·100003 + epoch: epochs below th
 MAX_SIZE = 2**16  # ranks, bottlenecks, prompt lengths, block counts, images per class: far beyond any model or data set
 MAX_BATCH = 2**20  # images in one batch
 MAX_SIDE = 1024  # pixels of a generated image's side or of the margin added before the test crop
+MAX_PROCESSES = 1024  # jobs at a time, jobs per GPU, loader workers per job
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,25 @@ def context_positions(text: TextTower, before: int, after: int) -> torch.Tensor:
     return positions
 
 
+def longest_class_prompt(text: TextTower) -> int:
+    """Tokens of the longest class name with its '.': what a context prompt holds besides its context tokens
+    and the start and end tokens."""
+    return max((text.token_count(prompt) for prompt in context_prompts(text.classnames, 0, 0)), default=0)
+
+
+def check_context_fits(text: TextTower, context_length: int) -> None:
+    """Refuse a context that, with the longest class prompt, overflows the text context: the tokenizer would cut
+    the class name (or the context) off without a word."""
+    longest = longest_class_prompt(text)
+    largest = text.num_tokens - 2 - longest
+    if context_length > largest:
+        fix = (f"set coop.context_length={largest} or less" if largest >= 1 else
+               "shorten the longest class name")
+        raise ValueError(f"coop.context_length={context_length} does not fit: the longest class prompt takes "
+                         f"{longest} tokens and {text.name}'s text context is {text.num_tokens} tokens with its "
+                         f"start and end tokens, so at most {max(largest, 0)} context tokens fit; {fix}")
+
+
 @dataclass(frozen=True)
 class CoOpRecipe(Recipe):
     context_length: int = setting(4, low=1, high=MAX_SIZE, help="learnable context tokens, shared by every class")
@@ -91,6 +110,8 @@ class CoOp(Regime):
         if recipe.context_init == "photo" and recipe.context_length != len(PHOTO.split()):
             raise ValueError(f"coop.context_init=photo starts from the {len(PHOTO.split())} words of '{PHOTO}'; "
                              f"set coop.context_length={len(PHOTO.split())} or coop.context_init=random")
+        if backbone.text is not None:
+            check_context_fits(backbone.text, recipe.context_length)
 
     def adapt(self, model, data, recipe):
         text = model.text

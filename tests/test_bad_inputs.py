@@ -276,6 +276,9 @@ CASES = [
          r"classifier_init=semantic needs a CLIP text tower, and in21k_vit_b16 .*"
          r"linear_probe.classifier_init=class_mean"),
     # --set scopes, precedence, bounds, grids and selection
+    Case("coop context longer than the text context", SYN + ["--regimes", "coop", "--set", "coop.context_length=100"],
+         r"coop.context_length=100 does not fit: the longest class prompt takes \d+ tokens and ltbench-tiny's text "
+         r"context is 16 tokens .* set coop.context_length=\d+ or less"),
     Case("--set of a data set not in the run", ["--datasets", "cifar100_lt_ir50", "--set",
                                                 "cifar100_lt.imbalance_ratio=10"],
          r"--set cifar100_lt.imbalance_ratio: cifar100_lt is not one of this run's data sets \(cifar100_lt_ir50\)"),

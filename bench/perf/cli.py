@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.data.base import DataError
+from bench.fields import MAX_BATCH, MAX_PROCESSES, MAX_SIZE, number
 from bench.io import atomic_file
 from bench.models import WeightsUnavailableError
 from bench.perf.loader import LoaderConfig, format_loader
@@ -29,6 +30,7 @@ COLUMNS = [("regime", "regime", "{}"), ("setting", "setting", "{}"), ("precision
            ("eval_img_s", "eval img/s", "{:.1f}"), ("eval_tte_img_s", "eval TTE img/s", "{:.1f}"),
            ("train_gflop_per_img", "GFLOP/img", "{:.2f}"), ("mfu_pct", "MFU %", "{:.1f}")]
 EMPTY = "-"  # a figure the row does not have (nothing trains, or no GPU memory to count)
+MAX_STEPS = 10_000  # timed steps per regime and setting: far beyond a stable median
 
 
 def format_table(report: dict) -> str:
@@ -54,21 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="open_clip or ImageNet (in21k_vit_b16, in1k_rn50, ...) model (default: "
                                                     "ViT-B-16 on GPU, ltbench-tiny on CPU)")
     p.add_argument("--regimes", nargs="+", default=list(REGIMES.names()))
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--eval-batch-size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10, help="measured steps per regime and setting (median)")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--num-classes", type=number(int, 2, MAX_SIZE), default=1000)
+    p.add_argument("--batch-size", type=number(int, 1, MAX_BATCH), default=128)
+    p.add_argument("--eval-batch-size", type=number(int, 1, MAX_BATCH), default=256)
+    p.add_argument("--steps", type=number(int, 1, MAX_STEPS), default=10,
+                   help="measured steps per regime and setting (median)")
+    p.add_argument("--warmup", type=number(int, 0, MAX_STEPS), default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="also torch.compile the ltbench setting")
-    p.add_argument("--probe-images", type=int, default=10_847, help="images of the cached linear-probe epoch")
-    p.add_argument("--loader-images", type=int, default=512,
+    p.add_argument("--probe-images", type=number(int, 1, MAX_BATCH), default=10_847,
+                   help="images of the cached linear-probe epoch")
+    p.add_argument("--loader-images", type=number(int, 0, MAX_SIZE), default=512,
                    help="synthetic iNaturalist-size JPEGs for the loader measurement (0 skips it)")
     p.add_argument("--loader-split", type=Path, help="measure the loader on this real split file instead")
     p.add_argument("--loader-root", type=Path, help="image root of --loader-split (default: its folder)")
-    p.add_argument("--loader-workers", type=int, help="most DataLoader workers to try (default: usable cores)")
+    p.add_argument("--loader-workers", type=number(int, 0, MAX_PROCESSES),
+                   help="most DataLoader workers to try (default: usable cores)")
     p.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = p.parse_args(argv)
+    if args.loader_split is None and 0 < args.loader_images <= args.batch_size:  # one batch: nothing timed
+        p.error(f"--loader-images {args.loader_images}: the loader measurement times the batches after the first, "
+                f"so it needs more than --batch-size {args.batch_size} images; give more, or 0 to skip it")
     device = resolve_device(args.device)
     model = args.model or ("ViT-B-16" if device.type == "cuda" else "ltbench-tiny")
     loader = None if args.loader_images <= 0 and args.loader_split is None else LoaderConfig(

@@ -58,11 +58,12 @@ class FocalLoss(nn.Module):
 
 class LDAMLoss(nn.Module):
     """Cao et al.'s CE on z with s·m_y taken off the target logit, m_c ∝ n_c^(-1/4), largest = max_margin.
-    s is the classifier scale: the logits are already scaled, so only the margin is (LIFT-plus trainer.py)."""
+    s is the classifier scale: the logits are already scaled, so only the margin is (LIFT-plus trainer.py).
+    n^(-1/4) is 1 / sqrt(sqrt(n)) in float32 as in LIFT-plus: pow(n, -0.25) differs in the last bit."""
 
     def __init__(self, class_counts: np.ndarray, max_margin: float = 0.5, scale: float = 25.0):
         super().__init__()
-        margins = _counts(class_counts, "LDAM's margin n^(-1/4)") ** -0.25
+        margins = 1.0 / torch.sqrt(torch.sqrt(_counts(class_counts, "LDAM's margin n^(-1/4)")))
         self.register_buffer("margins", margins * (max_margin / margins.max()))
         self.scale = scale
 
@@ -91,10 +92,11 @@ def class_balanced_weights(class_counts: np.ndarray, beta: float = 0.9999) -> to
 
 
 def generalized_reweighting_weights(class_counts: np.ndarray, exponent: float = 1.0) -> torch.Tensor:
-    """Zhang et al.'s 1 / pi_c^e, mean 1."""
-    counts = _counts(class_counts, "the re-weighting 1/pi^e").double()
-    weights = (counts / counts.sum()) ** -exponent
-    return weights / weights.mean()
+    """Zhang et al.'s 1 / pi_c^e, mean 1, in float32 with LIFT-plus's operations (utils/losses.py
+    GeneralizedReweightLoss on its float32 counts): float64 would give other gradients."""
+    counts = _counts(class_counts, "the re-weighting 1/pi^e")
+    weights = 1.0 / ((counts / torch.sum(counts)) ** exponent)
+    return weights / torch.mean(weights)
 
 
 class LADELoss(nn.Module):
@@ -106,15 +108,17 @@ class LADELoss(nn.Module):
         prior = _counts(class_counts, "LADE (log pi)")
         prior = prior / prior.sum()
         self.register_buffer("prior", prior)
-        # log(pi + 1e-9) and log(1/K + 1e-9): the reference's epsilons, kept for the same numbers
-        self.register_buffer("to_balanced", math.log(1 / len(prior) + 1e-9) - torch.log(prior + 1e-9))
+        # log(pi + 1e-9) and log(1/K + 1e-9) in float32: the reference's epsilons and dtype, for the same numbers
+        self.register_buffer("log_prior_eps", torch.log(prior + 1e-9))
+        self.register_buffer("log_balanced_eps", torch.log(torch.tensor(1 / len(prior), dtype=torch.float32) + 1e-9))
         self.lam, self.weight = lam, weight
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits + torch.log(self.prior), labels)
         onehot = F.one_hot(labels, len(self.prior)).to(logits.dtype)  # N x C
         first = (logits * onehot).sum(0) / (onehot.sum(0) + 1e-8)
-        second = torch.logsumexp(logits + self.to_balanced, dim=0) - math.log(len(labels))
+        # z - log(pi + eps) + log(1/K + eps) left to right, as the reference rounds it
+        second = torch.logsumexp(logits - self.log_prior_eps + self.log_balanced_eps, dim=0) - math.log(len(labels))
         bound = first - second - self.lam * second ** 2
         return ce + self.weight * -(bound * self.prior).sum()
 

@@ -20,7 +20,10 @@ def test_benchmark_runs_on_the_tiny_model_and_prints_every_column(tmp_path, caps
     assert "train_img_s" not in rows[("zero_shot", "ltbench")]  # nothing trains
     full, lift = rows[("full", "ltbench")], rows[("lift_plus", "ltbench")]
     for row in (full, lift):
-        assert row["train_img_s"] > 0 and row["eval_img_s"] > row["eval_tte_img_s"] > 0 and 0 < row["mfu_pct"] < 100
+        # figures, not their order: at 4 images a step, one CPU timing beside another test can put TTE's 5 crops
+        # ahead of 1 (speed targets live in the benchmark's output, not in tests)
+        assert row["train_img_s"] > 0 and row["eval_img_s"] > 0 and row["eval_tte_img_s"] > 0 and \
+            0 < row["mfu_pct"] < 100
     # LIFT+ computes no weight gradients for the frozen blocks: fewer FLOPs per image than full fine-tuning
     assert lift["train_gflop_per_img"] < full["train_gflop_per_img"]
     assert report["peak_matmul_tflops"]["fp32"] > 0 and report["versions"]["torch"] == torch.__version__

@@ -96,6 +96,26 @@ def test_coop_trains_only_its_context_and_the_photo_init(b32):
                                                      context_length=8), backbone)
 
 
+@pytest.mark.parametrize("position", ["end", "front", "middle"])
+def test_coop_context_is_refused_where_the_tokenizer_would_cut_the_class_prompt(position, b32):
+    """77 tokens less SOT, EOT and 'golden retriever puppy.' (4): 71 context tokens fit whole, 72 would lose the
+    '.' to truncation, and are refused before training, naming the figures."""
+    backbone = backbone_of(b32, "ViT-B-32", CLASSES, text_tower=True)
+    coop = get_regime("coop")
+    fits = dataclasses.replace(coop.recipe, context_length=71, class_position=position)
+    coop.check(fits, backbone)
+    longest = _model("coop", backbone, context_length=71, class_position=position).text.tokens[CLASSES.index(
+        "golden retriever puppy")]
+    period, eot = open_clip.get_tokenizer("ViT-B-32")(["."])[0, 1:3].tolist()
+    assert longest[-2:].tolist() == [period, eot]  # the whole prompt, its last token in the last place
+    cut = open_clip.get_tokenizer("ViT-B-32")(context_prompts(CLASSES, *context_split(72, position)))[2]
+    assert period not in cut.tolist()
+    with pytest.raises(ValueError, match=r"coop.context_length=72 does not fit: the longest class prompt takes 4 "
+                                         r"tokens and ViT-B-32's text context is 77 tokens .* at most 71 context "
+                                         r"tokens fit; set coop.context_length=71 or less"):
+        coop.check(dataclasses.replace(fits, context_length=72), backbone)
+
+
 def test_coop_recipe_is_lift_plus_coop_yaml():
     r = get_regime("coop").recipe
     assert (r.classifier, r.epochs, r.batch_size, r.lr, r.augmentation, r.loss, r.context_length,

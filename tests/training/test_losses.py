@@ -1,4 +1,6 @@
-"""Each loss against its formula written again in float64 numpy, per sample or per class, on fixed logits."""
+"""Each loss against its formula written again in float64 numpy, per sample or per class, on fixed logits; and
+what each precomputes from the class counts against LIFT-plus's own float32 operations, to the bit."""
+import math
 import types
 import typing
 
@@ -168,24 +170,98 @@ def test_losses_without_counts_accept_an_empty_class(name):
     assert isinstance(make_loss(Recipe(loss=name), counts), nn.Module)
 
 
+# ImageNet-LT's spread of class sizes, 1280 down to 5 images over 1000 classes
+LT_COUNTS = np.round(1280 * (5 / 1280) ** (np.arange(1000) / 999)).astype(int)
+LT_COUNTS32 = torch.tensor(LT_COUNTS, dtype=torch.float32)  # what LIFT-plus trainer.py passes: torch.Tensor(list)
 
-def _reference_cb_gradient(logits: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, beta: float = 0.9999):
-    """LIFT-plus utils/losses.py ClassBalancedLoss, on the float32 counts its trainer.py passes (torch.Tensor)."""
-    weights = (1.0 - beta) / (1.0 - (beta ** counts))
-    weights = weights / torch.mean(weights)
+
+def _lt_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """128 random logits and labels over ImageNet-LT's 1000 classes."""
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(scale=4.0, size=(128, 1000)), dtype=torch.float32)
+    return logits, torch.tensor(rng.integers(0, 1000, 128))
+
+
+def _gradient(loss: typing.Callable, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     logits = logits.clone().requires_grad_()
-    F.cross_entropy(logits.to(weights.dtype), labels, weight=weights).backward()
+    loss(logits, labels).backward()
     return logits.grad
 
 
-def test_class_balanced_weights_are_the_references_float32_ones_to_the_bit():
-    # ImageNet-LT's spread of class sizes, 1280 down to 5 images over 1000 classes
-    counts = np.round(1280 * (5 / 1280) ** (np.arange(1000) / 999)).astype(int)
-    rng = np.random.default_rng(0)
-    logits = torch.tensor(rng.normal(scale=4.0, size=(128, 1000)), dtype=torch.float32).requires_grad_()
-    labels = torch.tensor(rng.integers(0, 1000, 128))
-    make_loss(Recipe(loss="cb"), counts)(logits, labels).backward()
-    float32 = _reference_cb_gradient(logits.detach(), labels, torch.tensor(counts, dtype=torch.float32))
-    assert torch.equal(logits.grad, float32)
-    float64 = _reference_cb_gradient(logits.detach(), labels, torch.tensor(counts, dtype=torch.float64))
-    assert (float64.float() - float32).abs().max() > 1e-7  # the float64 weights would give other gradients
+def _reference_weighted_gradient(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """LIFT-plus utils/losses.py ClassBalancedLoss / GeneralizedReweightLoss forward."""
+    return _gradient(lambda z, y: F.cross_entropy(z.to(weights.dtype), y, weight=weights), logits, labels)
+
+
+def _reference_cb_weights(counts: torch.Tensor, beta: float = 0.9999) -> torch.Tensor:
+    """LIFT-plus utils/losses.py ClassBalancedLoss.__init__."""
+    weights = (1.0 - beta) / (1.0 - (beta ** counts))
+    return weights / torch.mean(weights)
+
+
+def _reference_grw_weights(counts: torch.Tensor, exp_scale: float = 1.0) -> torch.Tensor:
+    """LIFT-plus utils/losses.py GeneralizedReweightLoss.__init__."""
+    cls_num_ratio = counts / torch.sum(counts)
+    weights = 1.0 / (cls_num_ratio ** exp_scale)
+    return weights / torch.mean(weights)
+
+
+@pytest.mark.parametrize("name", ["cb", "grw"])
+def test_class_weights_are_the_references_float32_ones_to_the_bit(name):
+    reference_weights = {"cb": _reference_cb_weights, "grw": _reference_grw_weights}[name]
+    logits, labels = _lt_batch()
+    gradient = _gradient(make_loss(Recipe(loss=name), LT_COUNTS), logits, labels)
+    float32 = _reference_weighted_gradient(logits, labels, reference_weights(LT_COUNTS32))
+    assert torch.equal(gradient, float32)
+    float64 = _reference_weighted_gradient(logits, labels, reference_weights(LT_COUNTS32.double()))
+    assert not torch.equal(float64.float(), float32)  # the float64 weights would give other gradients
+
+
+def _reference_ldam_margins(counts: torch.Tensor, max_m: float = 0.5) -> torch.Tensor:
+    """LIFT-plus utils/losses.py LDAMLoss.__init__ (m_list)."""
+    m_list = 1.0 / torch.sqrt(torch.sqrt(counts))
+    return m_list * (max_m / torch.max(m_list))
+
+
+def _reference_ldam(logit: torch.Tensor, label: torch.Tensor, s: float = 25.0) -> torch.Tensor:
+    """LIFT-plus utils/losses.py LDAMLoss.forward on the CPU: the margin of each sample's class, times s, off its
+    target logit."""
+    index = torch.zeros_like(logit, dtype=torch.uint8)
+    index.scatter_(1, label.view(-1, 1), 1)
+    batch_m = torch.matmul(_reference_ldam_margins(LT_COUNTS32)[None, :], index.float().transpose(0, 1)).view((-1, 1))
+    return F.cross_entropy(torch.where(index.bool(), logit - batch_m * s, logit), label)
+
+
+def test_ldam_margins_are_the_references_float32_ones_to_the_bit():
+    loss = make_loss(Recipe(loss="ldam"), LT_COUNTS)
+    assert torch.equal(loss.margins, _reference_ldam_margins(LT_COUNTS32))
+    powered = LT_COUNTS32 ** -0.25
+    assert not torch.equal(loss.margins, powered * (0.5 / powered.max()))  # pow(n, -1/4) rounds otherwise
+    logits, labels = _lt_batch()
+    assert torch.equal(_gradient(loss, logits, labels), _gradient(_reference_ldam, logits, labels))
+
+
+def _reference_lade(logit: torch.Tensor, label: torch.Tensor, remine_lambda: float = 0.1,
+                    estim_loss_weight: float = 0.1) -> torch.Tensor:
+    """LIFT-plus utils/losses.py LADELoss (__init__ and forward) on the float32 counts."""
+    num_classes = len(LT_COUNTS32)
+    prior = LT_COUNTS32 / torch.sum(LT_COUNTS32)
+    balanced_prior = torch.tensor(1. / num_classes).float()
+    ce_loss = F.cross_entropy(logit + torch.log(prior).unsqueeze(0), label)
+    members = label == torch.arange(0, num_classes).view(-1, 1).type_as(label)  # C x N
+    x_p = logit.T * members
+    x_q = (logit - torch.log(prior + 1e-9) + torch.log(balanced_prior + 1e-9)).T
+    first_term = torch.sum(x_p, -1) / (torch.sum(members, -1).float() + 1e-8)
+    second_term = torch.logsumexp(x_q, -1) - math.log(x_p.size(-1))
+    estim_loss = (first_term - second_term) - (second_term ** 2) * remine_lambda
+    return ce_loss + estim_loss_weight * -torch.sum(estim_loss * prior)
+
+
+def test_lade_prior_terms_are_the_references_float32_ones_to_the_bit():
+    logits, labels = _lt_batch()
+    loss = make_loss(Recipe(loss="lade"), LT_COUNTS)
+    assert torch.equal(_gradient(loss, logits, labels), _gradient(_reference_lade, logits, labels))
+    log_prior = torch.log(LT_COUNTS32 / torch.sum(LT_COUNTS32) + 1e-9)
+    log_balanced = torch.log(torch.tensor(1 / 1000, dtype=torch.float32) + 1e-9)
+    # the shift z - log(pi + eps) + log(1/K + eps) summed in another order rounds otherwise
+    assert not torch.equal(logits + (log_balanced - log_prior), logits - log_prior + log_balanced)
