@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import DATASETS, LongTailData, dataset_config
+from bench.data.registry import registered_name
 from bench.data.groups import GROUP_NAMES, GROUP_RULES
 from bench.grids import METRICS, grid_record, load_grids, value_text
 from bench.job_result import recipe_id
@@ -221,9 +222,9 @@ def _check_named(dataset: str, default: Any, config: Any) -> Any:
     report rows would carry a name that says another data set."""
     for name in getattr(default, "named_by", ()):
         if getattr(config, name) != getattr(default, name):
-            parent = type(default).__mro__[1]
-            base = next((n for n in DATASETS.names() if DATASETS.get(n) is parent), dataset)
-            named, asked = (f"{v:g}" if isinstance(v, float) else v for v in (getattr(default, name), getattr(config, name)))
+            base = registered_name(type(default).__mro__[1])
+            named, asked = (f"{v:g}" if isinstance(v, float) else v
+                            for v in (getattr(default, name), getattr(config, name)))
             raise OverrideError(f"{dataset} is {name}={named} by its name, so it cannot take {name}={asked}; use "
                                 f"{base} with that {name} (--set {base}.{name}={asked})")
     return config

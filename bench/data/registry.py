@@ -21,15 +21,15 @@ def dataset_config(name: str, overrides: dict[str, str] | None = None) -> Any:
     return apply_overrides(config, overrides or {}, name)
 
 
-def registered_name(config: Any) -> str:
-    """The name `config`'s data set is registered under: the scope of its --set options."""
-    return next((name for name in DATASETS.names() if DATASETS.get(name) is type(config)), type(config).__name__)
+def registered_name(kind: type) -> str:
+    """The name the data-set config class `kind` is registered under: the scope of its --set options."""
+    return next((name for name in DATASETS.names() if DATASETS.get(name) is kind), kind.__name__)
 
 
 @lru_cache(maxsize=8)
 def _build_cached(config: Any, data_root: str, download: bool, stamp: tuple) -> LongTailData:
     data = config.build(Path(data_root), download)
-    check_tested(data, registered_name(config), getattr(config, "allow_untested_classes", False))
+    check_tested(data, registered_name(type(config)), getattr(config, "allow_untested_classes", False))
     return data
 
 

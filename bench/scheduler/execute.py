@@ -37,7 +37,7 @@ def train_with_oom_retry(job: Job) -> JobResult:
         retry = _halved(job)
         if retry.runtime.micro_batch_size < 1:
             raise
-        log.warning("%s: out of memory (%s); retrying with micro-batch %d", job.label, str(exc).splitlines()[0],
+        log.warning("%s: out of memory (%s); retrying with micro-batch %d", job.label, first_line(str(exc)),
                     retry.runtime.micro_batch_size)
         del exc
         gc.collect()
