@@ -472,7 +472,7 @@ def test_failure_records_with_non_finite_values_are_saved(tmp_path):
 def test_changed_split_or_image_makes_new_jobs_and_keeps_the_old(tmp_path, capsys):
     split = _places(tmp_path / "data")
     base = ["--datasets", "places_lt", "--data-root", str(tmp_path / "data"), "--regimes", "zero_shot",
-            "--no-train-eval", "--out", str(tmp_path / "run"), *TINY]
+            "--no-train-eval", "--no-report", "--out", str(tmp_path / "run"), *TINY]
     assert main(base) == 0
     first = {p.name for p in (tmp_path / "run" / "jobs").glob("*.json")}
     image = tmp_path / "data" / "Places" / "train/class2/00000001.jpg"

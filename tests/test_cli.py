@@ -9,7 +9,7 @@ import pytest
 from bench.cli import main
 from tests.data.test_cifar import write_cifar100
 
-TINY = ["--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q"]
+TINY = ["--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q", "--no-report"]  # reports: tests/reports
 
 
 def run(tmp_path, *args):

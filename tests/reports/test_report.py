@@ -21,14 +21,20 @@ def run_folder(tmp_path_factory) -> Path:
     grid = root / "grid.yaml"
     grid.write_text("name: init\nmetric: medium\nregime: lift_plus\naxes:\n  classifier_init: [semantic, random]\n")
     code = main(["--datasets", "synthetic_lt", "cifar100_lt", "--imbalance-ratio", "10", "--data-root", str(data),
-                 "--regimes", "zero_shot", "linear_probe", "full", "lift_plus", "--seeds", "0", "1", "--epochs", "2",
+                 "--regimes", "zero_shot", "linear_probe", "full", "lift_plus", "--seeds", "0", "1", "--epochs", "1",
                  "--grid", str(grid), "--out", str(root / "run"), *TINY])
     assert code == 0
     return root / "run"
 
 
-def test_report_files_and_contents(run_folder):
-    html_path, pdf_path = build_report(run_folder)
+@pytest.fixture(scope="module")
+def report(run_folder) -> tuple[Path, Path]:
+    """The run folder's report.html and report.pdf, built once for the tests that only read them."""
+    return build_report(run_folder)
+
+
+def test_report_files_and_contents(run_folder, report):
+    html_path, pdf_path = report
     page = html_path.read_text()
     assert page.count("<img") >= 8 and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
     for text in ("Summary", "Findings", "synthetic_lt", "cifar100_lt", "class=\"best\"", "Ablation grid: init",
@@ -51,11 +57,11 @@ def test_report_files_and_contents(run_folder):
     assert len(rendered) == count and all(p.stat().st_size > 1000 for p in rendered)
 
 
-def test_html_opens_in_a_headless_browser_without_console_errors(run_folder, tmp_path):
+def test_html_opens_in_a_headless_browser_without_console_errors(report, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("no Chromium (.ci/run installs it from Debian)")
-    html_path, _ = build_report(run_folder)
+    html_path, _ = report
     shot = tmp_path / "shot.png"
 
     def open_page(url):
