@@ -26,6 +26,7 @@ from bench.models.timm_towers import IMAGENET_MODELS
 from bench.models.backbone import (BUNDLED, DEMO_MODEL, RANDOM_WEIGHTS, backbone_of, cached_text_embeddings,
                                    check_prompt_tokenizer)
 from bench.overrides import OverrideError
+from bench.plugins import PluginError, load_plugins
 from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, DEMO_REGIMES, SELECTION_FILE,
                         Plan, Selection, check_measurable, plan)
 from bench.protocols import PROTOCOLS, REFERENCE, own_default_notes
@@ -37,14 +38,26 @@ from bench.scheduler.devices import loader_workers_per_job, parse_gpus
 from bench.scheduler.execute import LOGGERS
 from bench.scheduler.ray_backend import ClusterError
 from bench.scheduler.signals import terminate_on_signals
+from bench.scheduler.slurm_options import add_slurm_options, check_backend_options, slurm_settings
 from bench.text_table import format_table
+from bench.tracking import TRACKERS, TrackingOptions, check_trackers
 from bench.training import Job, Runtime
+from bench.weights import CONTENTS as WEIGHTS_CONTENTS, check_saved_weights, weights_summary
 from reports.summary import format_summary
 
 RAY_GPU_TASK_CPUS = 8.0  # cores a Ray GPU task reserves by default (its DataLoader workers)
+REMOTE_BACKENDS = ("ray", "slurm")  # their jobs run on the cluster's nodes, not on this machine
 MAX_SEED = 2**31 - 1
 
 log = logging.getLogger("ltbench")
+
+
+def _plugin_option(parser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                        help="import your own regimes, data sets or losses (registered with the built-ins' "
+                             "decorators; repeatable; installed packages' ltbench.plugins entry points load "
+                             "always): they run, are listed and reported like the built-ins (see README, "
+                             "'Benchmark your own method')")
 
 
 def _selection_options(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +79,7 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pretrained", help=f"open_clip pretrained tag, a local checkpoint file, '{BUNDLED}' (the "
                                             f"weights shipped with {DEMO_MODEL}) or 'none' for random weights "
                                             f"(default: {BUNDLED} for {DEMO_MODEL}, else {DEFAULT_PRETRAINED})")
+    _plugin_option(group)
     group.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
                        help="build the tower with QuickGELU (default: on for the open_clip tags that were trained "
                             "with it, such as openai, and for -quickgelu model names; say so for OpenAI weights "
@@ -114,8 +128,9 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (GPUs when visible, else CPU), cpu, cuda or cuda:N")
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                        help="auto: bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU")
-    group.add_argument("--backend", default="local", choices=["local", "ray"],
-                       help="local: this machine's GPUs (or CPU); ray: one Ray task per job on a cluster")
+    group.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
+                       help="local: this machine's GPUs (or CPU); ray: one Ray task per job on a cluster; slurm: "
+                            "one SLURM array task per job (the slurm options below)")
     group.add_argument("--gpus", help="GPU indices for the local backend, e.g. 0,1,2,3 (default: every visible GPU)")
     group.add_argument("--jobs-per-gpu", type=number(int, 1, MAX_PROCESSES), default=1,
                        help="jobs sharing one GPU at a time (light regimes)")
@@ -147,33 +162,61 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--list", action="store_true", help="the list command: every data set and regime with "
                                                            "its settings, then exit")
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
+    group.add_argument("--save-weights", nargs="?", const=WEIGHTS_CONTENTS[0], choices=WEIGHTS_CONTENTS,
+                       help="keep each job's trained parameters in OUT/weights/<job id>.safetensors (bench.load_job "
+                            "rebuilds the model): trainable (the default) the tensors that trained, all the "
+                            "model's whole state_dict; a finished job without them is refused unless --force")
+
+
+def _tracking_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("experiment trackers", "each job's curves, final metrics and config, "
+                                                             "off by default (see README)")
+    group.add_argument("--log", nargs="+", default=[], choices=TRACKERS.names(), metavar="NAME",
+                       help=f"log every job to these trackers: {', '.join(TRACKERS.names())} (TensorBoard event "
+                            "files in OUT/tensorboard/<job id>/, MLflow's file store OUT/mlruns)")
+    group.add_argument("--wandb-project", help="W&B project (default: ltbench)")
+    group.add_argument("--wandb-group", help="W&B group of the jobs' runs (default: the run folder's name)")
+    group.add_argument("--wandb-offline", action="store_true",
+                       help="W&B runs stay in OUT/wandb for `wandb sync` (as WANDB_MODE=offline)")
+    group.add_argument("--mlflow-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the file "
+                                            "store OUT/mlruns)")
+    group.add_argument("--mlflow-experiment", help="MLflow experiment (default: the run folder's name)")
+
+
+def tracking_of(args: argparse.Namespace) -> TrackingOptions:
+    """The trackers chosen (each once) and their settings; a setting not given stays None."""
+    return TrackingOptions(trackers=tuple(dict.fromkeys(args.log)), wandb_project=args.wandb_project,
+                           wandb_group=args.wandb_group, wandb_offline=args.wandb_offline or None,
+                           mlflow_uri=args.mlflow_uri, mlflow_experiment=args.mlflow_experiment)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The run command's options, in groups: `ltbench [options]` and `ltbench run [options]` share them."""
-    for add in (_selection_options, _recipe_options, _data_options, _execution_options, _output_options):
+    for add in (_selection_options, _recipe_options, _data_options, _execution_options, add_slurm_options,
+                _output_options, _tracking_options):
         add(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`ltbench [run] [options]`, `ltbench report RUN_DIR …`, `ltbench perf …`, `ltbench list`."""
+    """`ltbench [run] [options]`, `ltbench report RUN …`, `ltbench perf …`, `ltbench list`."""
     formatter = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
         prog="ltbench", formatter_class=formatter,
-        usage="%(prog)s [run] [options] | %(prog)s report RUN_DIR [--all] [--markdown] | %(prog)s perf [options] "
-              "| %(prog)s list",
+        usage="%(prog)s [run] [options] | %(prog)s report RUN [RUN ...] [--out DIR] [--latex] [--csv-wide] [--all] "
+              "[--markdown] | %(prog)s perf [options] | %(prog)s list",
         description="Fine-tune CLIP models on long-tail data sets with every regime on identical splits; "
                     "writes one JSON per job and results.csv to --out. Without a command: run.")
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     _add_run_options(commands.add_parser("run", prog="ltbench run", formatter_class=formatter,
                                          help="plan, check and run the jobs (the default; the options below)"))
     commands.add_parser("report", prog="ltbench report", add_help=False,
-                        help="write report.html and report.pdf for a run folder: report RUN_DIR [--all] "
-                             "[--markdown] (report -h for more)")
+                        help="write report.html and report.pdf for a run folder, or several merged (--out DIR), "
+                             "and the paper's table (--latex, --csv-wide): report RUN [RUN ...] (report -h for "
+                             "more)")
     commands.add_parser("perf", prog="ltbench perf", add_help=False,
                         help="measure what every regime costs on this device (perf -h for its options)")
-    commands.add_parser("list", prog="ltbench list",
-                        help="every data set and regime with its settings (the same as --list)")
+    _plugin_option(commands.add_parser("list", prog="ltbench list",
+                                       help="every data set and regime with its settings (the same as --list)"))
     _add_run_options(parser)
     return parser
 
@@ -297,6 +340,8 @@ def loader_workers(args: argparse.Namespace, slots: list[str]) -> int:
         return args.loader_workers
     if args.backend == "ray":
         return int(ray_cpus_per_job(args)) if slots == ["cuda"] else 0
+    if args.backend == "slurm":
+        return slurm_settings(args).cpus_per_job if slots == ["cuda"] else 0
     return loader_workers_per_job(slots)
 
 
@@ -306,6 +351,10 @@ def _launch(jobs: list[Job], args: argparse.Namespace, store: RunStore, slots: l
         from bench.scheduler.ray_backend import run_ray
 
         return run_ray(jobs, store.run_dir, args.ray_gpus_per_job, ray_cpus_per_job(args))
+    if args.backend == "slurm":
+        from bench.scheduler.slurm_backend import run_slurm
+
+        return run_slurm(jobs, store.run_dir, slurm_settings(args))
     return run_local(jobs, store.run_dir, slots)
 
 
@@ -324,12 +373,23 @@ def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: 
             todo.append(job)
     if todo:
         log.info("%d jobs to run (%d already done) on %s", len(todo), len(jobs) - len(todo),
-                 f"Ray ({args.ray_address or 'local cluster'})" if args.backend == "ray" else ", ".join(slots))
+                 _where(args, slots))
     with tqdm(total=len(todo), desc="jobs", unit="job", disable=not sys.stderr.isatty(), position=0) as bar:
         for result in _launch(todo, args, store, slots):
             results[result.job_id] = JobRow.of(result)  # the full result is not kept
             bar.update()
             log.info("%s: %s", result.label, result.status)  # a failure's error: once, in the summary at the end
+
+
+def _where(args: argparse.Namespace, slots: list[str]) -> str:
+    if args.backend == "ray":
+        return f"Ray ({args.ray_address or 'local cluster'})"
+    if args.backend == "slurm":
+        settings = slurm_settings(args)
+        return (f"SLURM ({settings.partition or 'default partition'}, {settings.gpus_per_job} GPU and "
+                f"{settings.cpus_per_job} CPUs per task)" if settings.cluster == "slurm" else
+                f"submitit's local executor ({slots[0]}, {settings.at_once} at a time)")
+    return ", ".join(slots)
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -345,6 +405,8 @@ def _slots(args: argparse.Namespace) -> list[str]:
     """Where the jobs run; a precision the device cannot do fails here, before any data is read."""
     if args.backend == "ray":
         return ["cuda" if args.ray_gpus_per_job > 0 else "cpu"]
+    if args.backend == "slurm":
+        return ["cuda" if slurm_settings(args).gpus_per_job else "cpu"]
     slots = device_slots(args.device, parse_gpus(args.gpus), args.jobs_per_gpu, args.workers)
     from bench.training.precision import resolve_device, resolve_precision
 
@@ -357,7 +419,8 @@ def _runtime(args: argparse.Namespace, slots: list[str]) -> Runtime:
                    loader_workers=loader_workers(args, slots), micro_batch_size=args.micro_batch_size,
                    eval_batch_size=args.eval_batch_size, train_eval=not args.no_train_eval,
                    run_dir=str(Path(args.out).resolve()), progress=sys.stderr.isatty(), force=args.force,
-                   resize_on_device=args.resize_on_device)
+                   resize_on_device=args.resize_on_device, tracking=tracking_of(args), save_weights=args.save_weights,
+                   plugins=tuple(p.spec for p in load_plugins(args.plugin) if p.kind != "entry point"))
 
 
 def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list[str], RunStore]:
@@ -376,12 +439,19 @@ def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list
     check_metrics(draft, runtime)
     store = RunStore(args.out)
     store.check_writable()  # before the models are built: a bad --out costs seconds, not minutes
+    if args.backend == "slurm":  # submitit, sbatch and the log folder, before the models are built
+        from bench.scheduler.slurm_backend import check_cluster
+
+        check_cluster(slurm_settings(args))
+    check_trackers(runtime.tracking, store.run_dir)
     run_plan = plan(selection, runtime, fingerprints)
-    if args.backend == "ray":  # devices and progress bars live on the cluster's nodes
+    if args.backend in REMOTE_BACKENDS:  # devices and progress bars live on the cluster's nodes
         run_plan = dataclasses.replace(run_plan, jobs=[
             dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
             for j in run_plan.jobs])
-    preflight(run_plan.jobs, runtime, None if args.backend == "ray" else slots[0])
+    if args.save_weights and not args.force:  # a finished job is never retrained behind the user's back
+        check_saved_weights(run_plan.jobs, store, args.save_weights)
+    preflight(run_plan.jobs, runtime, None if args.backend in REMOTE_BACKENDS else slots[0])
     return run_plan, slots, store
 
 
@@ -413,10 +483,11 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
     _configure_logging(args.quiet)
     try:
         with terminate_on_signals():
+            check_backend_options(args, parser)
             run_plan, slots, store = plan_run(args, selection_of(args))
             record_plan(store.run_dir, run_plan.manifest, protocol=args.protocol,
                         hparam_source=PROTOCOLS.get(args.protocol).hparam_source,
-                        command=["run_bench.py", *argv])
+                        command=["run_bench.py", *argv], plugins=[p.record() for p in load_plugins(args.plugin)])
             for name, record in run_plan.grids.items():
                 write_atomic(store.run_dir / "grids" / f"{name}.json", record)
             if run_plan.selection is not None:
@@ -442,6 +513,8 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
     finally:  # an interrupted run skips the report, a quick exit: `python run_bench.py report RUN` writes it
         finish(store, [results[job.job_id] for job in jobs if job.job_id in results],
                write_report=not (args.no_report or interrupted))
+    if args.save_weights:  # the size of what was kept, also with -q
+        print(weights_summary(store, [job_id for job_id, row in results.items() if row.status == "ok"]))
     if interrupted:
         return 130
     failed = [r for r in results.values() if r.status != "ok"]
@@ -476,11 +549,23 @@ def perf_command(argv: list[str]) -> int:
 HANDED_OVER = {"report": report_command, "perf": perf_command}  # commands that parse their own arguments
 
 
+def _load_plugins(argv: list[str]) -> None:
+    """Import the plugins before the parser is built: its help lists their regimes and data sets."""
+    early = argparse.ArgumentParser(prog="ltbench", add_help=False)
+    _plugin_option(early)
+    load_plugins(early.parse_known_args(argv)[0].plugin)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch on the command; without one, run."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in HANDED_OVER:  # before our parser, which would read their options as its own
         return HANDED_OVER[argv[0]](argv[1:])
+    try:
+        _load_plugins(argv)
+    except PluginError as exc:
+        print(f"ltbench: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command and argv[0] != args.command:  # run's defaults would silently replace options before it

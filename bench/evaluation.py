@@ -35,16 +35,26 @@ def extract_features(model: torch.nn.Module, loader, device: torch.device, autoc
 
 
 @torch.no_grad()
-def predict_from_features(head: torch.nn.Module, features: torch.Tensor, device: torch.device,
-                          batch_size: int = 4096) -> np.ndarray:
-    """Arg-max of the head's logits averaged over the crops of each image."""
+def top_predictions(head: torch.nn.Module, features: torch.Tensor, device: torch.device,
+                    batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Arg-max of the head's logits averaged over the crops of each image, and that logit (float32)."""
     head.eval()
-    preds = []
+    preds, tops = [], []
     for chunk in features.split(batch_size):
         n, crops = chunk.shape[:2]
         logits = head(chunk.flatten(0, 1).to(device)).float().view(n, crops, -1).mean(dim=1)
-        preds.append(logits.argmax(dim=1).cpu())
-    return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+        top, pred = logits.max(dim=1)
+        preds.append(pred.cpu())
+        tops.append(top.cpu())
+    if not preds:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return torch.cat(preds).numpy(), torch.cat(tops).numpy()
+
+
+def predict_from_features(head: torch.nn.Module, features: torch.Tensor, device: torch.device,
+                          batch_size: int = 4096) -> np.ndarray:
+    """Arg-max of the head's logits averaged over the crops of each image."""
+    return top_predictions(head, features, device, batch_size)[0]
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

@@ -68,6 +68,10 @@ class JobResult:
     history: list = field(default_factory=list)  # one record per epoch
     timings: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    # {"file": "weights/<id>.safetensors", "content", "bytes", "tensors", "initial_tensors", "sha256"} with
+    # --save-weights (bench.weights), {"file": None, "reason"} for a regime that trains nothing; None without it
+    weights: Optional[dict] = None
+    predictions: Optional[dict] = None  # {"file": "predictions/<id>.npz", "keys", "bytes"}: per test image
     log: Optional[str] = None
     oom_retry: Optional[dict] = None  # the halved batch sizes of an out-of-memory retry
     save_error: Optional[str] = None  # the driver could not save it (the worker may have)

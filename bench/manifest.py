@@ -3,7 +3,8 @@ lightweight or not), so that the report reads those facts as they were when the 
 re-deriving them from today's code, and can leave out results whose data has changed since.
 
     {"format": 1,
-     "plans": [{"created", "command", "protocol", "hparam_source", "job_ids", "data": {dataset_key: fingerprint}}],
+     "plans": [{"created", "command", "protocol", "hparam_source", "job_ids", "data": {dataset_key: fingerprint},
+                "plugins": [{"name", "kind", "spec", "sha256", "regimes", "datasets", "losses"}]}],
      "jobs": {job_id: {every ManifestJob field}}}
 
 Plans are in the order they were recorded; a job planned again keeps one entry (its latest fields, `main` if any
@@ -17,7 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Sequence, TypeVar
 
 from filelock import FileLock
 
@@ -72,6 +73,7 @@ class Plan:
     hparam_source: str  # which split chose the hyper-parameters, in words, for the report
     job_ids: tuple[str, ...]
     data: dict[str, str]  # dataset_key -> data fingerprint of every data set this plan read
+    plugins: tuple[dict, ...] = ()  # bench.plugins.Plugin.record() of each plugin loaded (absent before plugins)
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,11 @@ class Manifest:
 
 
 def _entry(cls: type[T], raw: dict, *tuples: str) -> T:
-    """`cls` from its JSON object (lists back to tuples); a missing key raises KeyError, an extra one is ignored."""
-    values = {f.name: raw[f.name] for f in dataclasses.fields(cls)}
-    return cls(**{**values, **{name: tuple(values[name]) for name in tuples}})
+    """`cls` from its JSON object (lists back to tuples); a missing key raises KeyError unless its field has a
+    default (added in a later version), an extra one is ignored."""
+    values = {f.name: raw[f.name] for f in dataclasses.fields(cls)
+              if f.name in raw or f.default is dataclasses.MISSING}
+    return cls(**{**values, **{name: tuple(values[name]) for name in tuples if name in values}})
 
 
 def read_manifest(run_dir: str | Path) -> Manifest | None:
@@ -106,7 +110,7 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if raw.get("format") != FORMAT:
             raise ValueError(f"format {raw.get('format')!r}, this version reads {FORMAT}")
-        plans = tuple(_entry(Plan, p, "command", "job_ids") for p in raw["plans"])
+        plans = tuple(_entry(Plan, p, "command", "job_ids", "plugins") for p in raw["plans"])
         jobs = {job_id: _entry(ManifestJob, job, "grids") for job_id, job in raw["jobs"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ManifestError(f"{path} is not a readable ltbench manifest ({type(exc).__name__}: {exc}); restore it "
@@ -116,7 +120,7 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
 
 
 def record_plan(run_dir: str | Path, jobs: list[ManifestJob], *, protocol: str, hparam_source: str,
-                command: list[str]) -> None:
+                command: list[str], plugins: Sequence[dict] = ()) -> None:
     """Add one invocation's plan and its jobs to run_dir/manifest.json. Two runs on one folder may plan at once:
     the lock makes each read-merge-write whole, the atomic write keeps readers from a half-written file."""
     run_dir = Path(run_dir)
@@ -129,6 +133,6 @@ def record_plan(run_dir: str | Path, jobs: list[ManifestJob], *, protocol: str, 
         plan = Plan(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=tuple(command),
                     protocol=protocol, hparam_source=hparam_source,
                     job_ids=tuple(dict.fromkeys(job.job_id for job in jobs)),
-                    data={job.dataset_key: job.data_fingerprint for job in jobs})
+                    data={job.dataset_key: job.data_fingerprint for job in jobs}, plugins=tuple(plugins))
         merged = Manifest(manifest.plans + (plan,), entries)
         write_atomic(run_dir / MANIFEST, json.dumps({"format": FORMAT, **dataclasses.asdict(merged)}, indent=1))

@@ -36,6 +36,7 @@ from bench.manifest import ManifestJob, dataset_key
 from bench.models.backbone import BUNDLED, DEMO_MODEL, uses_quick_gelu
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.protocols import PROTOCOLS, REFERENCE, Protocol, own_default_sources
+from bench.plugins import plugin_identities
 from bench.registry import REGIMES
 from bench.training import Job, Runtime
 from bench.training.recipe import Recipe
@@ -376,7 +377,8 @@ class _Planner:
         for seed in self.selection.seeds:
             job = Job(dataset, data_config, regime_name, recipe, self.selection.model, self.selection.pretrained,
                       seed, quick_gelu=self.quick_gelu, data_fingerprint=self.fingerprints.get(data_config, ""),
-                      protocol=self.protocol.name, runtime=self.runtime, hparam_sources=sources)
+                      protocol=self.protocol.name, runtime=self.runtime, hparam_sources=sources,
+                      plugins=plugin_identities(regime_name, dataset, recipe.loss))
             added.append(self.jobs.setdefault(job.job_id, job))
         return added
 

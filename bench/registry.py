@@ -1,4 +1,4 @@
-"""A name -> object registry with a decorator, for pluggable parts (datasets, regimes).
+"""A name -> object registry with a decorator, for pluggable parts (datasets, regimes, losses).
 
 The library reaches the regimes only through `REGIMES` here: the `regimes` package registers itself into it and
 is imported on the first lookup, so `bench` never imports `regimes` (the dependencies run one way).
@@ -19,6 +19,14 @@ class UnknownNameError(ValueError):
         super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
 
 
+class DuplicateNameError(ValueError):
+    """A name registered twice (a plugin taking a built-in's name, say): the second would hide the first."""
+
+    def __init__(self, kind: str, name: str):
+        self.kind, self.name = kind, name
+        super().__init__(f"{kind} {name!r} is registered twice")
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str, plugins: str | None = None):
         self.kind = kind
@@ -32,7 +40,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise DuplicateNameError(self.kind, name)
             self._entries[name] = obj
             return obj
 
@@ -58,6 +66,7 @@ class Registry(Generic[T]):
 
 
 REGIMES: Registry[Any] = Registry("regime", plugins="regimes")  # name -> regimes.Regime subclass
+LOSSES: Registry[Any] = Registry("loss", plugins="bench.training.losses")  # name -> (recipe, class counts) -> loss
 
 
 def get_regime(name: str):

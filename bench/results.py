@@ -136,12 +136,12 @@ def _read_dataset(path: Path) -> dict:
         raise ResultFileError.reading("data-set summary", path, exc) from exc
 
 
-def _read_arrays(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, keys: list[str], what: str = "per-class arrays") -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {key: z[key] for key in keys}
     except Exception as exc:  # a truncated or damaged zip raises several kinds of error
-        raise ResultFileError.reading("per-class arrays", path, exc) from exc
+        raise ResultFileError.reading(what, path, exc) from exc
 
 
 def restore(data: dict, run_dir: str | Path) -> dict:
@@ -223,6 +223,12 @@ class RunStore:
 
     def lock_path(self, job_id: str) -> Path:
         return self.run_dir / "locks" / f"{job_id}.lock"
+
+    def weights_path(self, job_id: str) -> Path:
+        return self.run_dir / "weights" / f"{job_id}.safetensors"
+
+    def predictions_path(self, job_id: str) -> Path:
+        return self.run_dir / "predictions" / f"{job_id}.npz"
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.run_dir).as_posix()
@@ -379,6 +385,18 @@ class RunStore:
         with atomic_file(path) as fh:
             np.savez_compressed(fh, **kept)
         return self._relative(path)
+
+    def save_predictions(self, job_id: str, predictions: dict[str, np.ndarray]) -> dict:
+        """Per-image arrays of the test split (`test`: the predicted class, `test_logit`: its logit, both in the
+        split's order) as `predictions/<id>.npz`; the result's record of them: file, keys and size."""
+        path = self.predictions_path(job_id)
+        with atomic_file(path) as fh:
+            np.savez_compressed(fh, **predictions)
+        return {"file": self._relative(path), "keys": sorted(predictions), "bytes": path.stat().st_size}
+
+    def read_predictions(self, job_id: str) -> dict[str, np.ndarray]:
+        """The job's per-image test predictions (see save_predictions); ResultFileError when missing or damaged."""
+        return _read_arrays(self.predictions_path(job_id), ["test", "test_logit"], "test predictions")
 
     def check_writable(self) -> None:
         """Create the run folder and write a probe file, so that a bad --out stops before any training."""

@@ -1,4 +1,5 @@
-"""`python run_bench.py report RUN_DIR`: report.html (self-contained) and report.pdf (one figure per page)."""
+"""`python run_bench.py report RUN [RUN ...]`: report.html (self-contained) and report.pdf (one figure per page),
+and on request the paper's table (reports.paper_table, reports.latex)."""
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,11 @@ from bench.registry import REGIMES
 
 from .figures import (DATASET_FIGURES, RUN_FIGURES, _job_stats, backbone_share, class_accuracy,
                       data_wait_share, grid_heatmap, grid_paired_tests, paired_t_pvalue)
+from .latex import write_latex
 from .load import Run, load_run
 from .markdown import interval_text, mean_sd, row_interval, run_markdown, untested_lines
+from .merge import MergeError, check_out, merge_runs, run_labels
+from .paper_table import paper_table, write_csv_wide
 from .published import TOLERANCE, compare, coverage
 from .selection import selection_section
 from .verdict import light_rows, verdict
@@ -376,6 +380,11 @@ def write_report(run: Run) -> tuple[Path, Path]:
              f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
              f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
              f"{html.escape(' '.join(provenance(run)))}</p>"]
+    if run.sources:
+        parts.append(f"<p>Merged from {len(run.sources)} run folders: "
+                     f"{html.escape('; '.join(f'{label} = {path}' for label, path in run.sources.items()))}. A job "
+                     f"found in several is counted once; each row names, in parentheses, the runs its jobs come "
+                     f"from.</p>")
     scope = demo_scope(run)
     if scope:
         parts.append(f"<p>{html.escape(scope)}</p>")
@@ -486,10 +495,44 @@ def _tail_table(run: Run, dataset: str, row: str, job: str, s: dict, n: int) -> 
             + html_table(frame))
 
 
+TABLE_FILES = {"latex": ("table.tex", ".tex"), "csv_wide": ("table_wide.csv", ".csv")}  # default name, suffix
+
+
+def table_files(args: argparse.Namespace, out: Path) -> dict[str, Path]:
+    """The paper-table files asked for (option -> file; default name in `out`). Raises MergeError for a FILE of
+    the wrong suffix, which is also what argparse makes of `--latex RUN ...` (the run taken for the file)."""
+    files = {}
+    for option, (default, suffix) in TABLE_FILES.items():
+        given = getattr(args, option)
+        if given is None:
+            continue
+        if given and not given.endswith(suffix):
+            flag = "--" + option.replace("_", "-")
+            raise MergeError(f"{flag} {given}: the file must end in {suffix} (put {flag} after the run folders, or "
+                             f"give {flag} a {suffix} file)")
+        files[option] = Path(given) if given else out / default
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltbench report", description="Write report.html and report.pdf "
-                                     "for a run folder.")
-    parser.add_argument("run_dir", help="a run folder (the --out of a benchmark)")
+                                     "for a run folder, or for several run folders merged into one (--out); "
+                                     "--latex and --csv-wide add the paper's table.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN",
+                        help="run folders (the --out of benchmarks); several are merged: a job found in two of them "
+                             "counts once, and each row names its runs")
+    parser.add_argument("--out", metavar="DIR",
+                        help="the folder the report goes to: required with several runs (not a run folder); "
+                             "default: the run folder")
+    parser.add_argument("--label", action="append", default=[], metavar="RUN=NAME",
+                        help="the name of run folder RUN in the rows of a merged report (repeat per run; default: "
+                             "the folder's name)")
+    parser.add_argument("--latex", nargs="?", const="", metavar="FILE.tex",
+                        help="also write the paper's table as a booktabs LaTeX table to \\input (needs "
+                             "\\usepackage{booktabs}); default file: table.tex in the report's folder")
+    parser.add_argument("--csv-wide", nargs="?", const="", metavar="FILE.csv",
+                        help="also write that table as CSV, one line per row (default: table_wide.csv in the "
+                             "report's folder)")
     parser.add_argument("--markdown", action="store_true",
                         help="also print the results as Markdown tables, mean ± sd over seeds")
     parser.add_argument("--all", dest="include_all", action="store_true",
@@ -497,14 +540,30 @@ def main(argv: list[str] | None = None) -> int:
                              "that no plan in manifest.json lists; the report says how many")
     args = parser.parse_args(argv)
     try:
-        run = load_run(args.run_dir, args.include_all)
+        labels = run_labels(args.run_dirs, args.label)
+        check_out(args.run_dirs, args.out)
+        files = table_files(args, Path(args.out or args.run_dirs[0]))
+        runs = [load_run(run_dir, args.include_all) for run_dir in args.run_dirs]
+        run = merge_runs(runs, labels, args.out) if args.out else runs[0]
+        table = paper_table(run) if files else None
+        if table is not None and not table.rows:
+            raise MergeError(f"{' and '.join('--' + f.replace('_', '-') for f in files)}: no finished job of a "
+                             f"regime's own recipe, so there is no table to write: run the regimes first (grid "
+                             f"variants are in the report's grid figures)")
         html_path, pdf_path = write_report(run)
         if args.markdown:
             print(run_markdown(run))
-    except (FileNotFoundError, ManifestError) as exc:
+    except (FileNotFoundError, ManifestError, MergeError) as exc:
         print(f"ltbench report: error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {html_path} and {pdf_path}")
+    source = "; ".join(f"{label} = {path}" for label, path in run.sources.items()) or str(run.path)
+    for option, path in files.items():
+        if option == "latex":
+            write_latex(table, path, source)
+        else:
+            write_csv_wide(table, path)
+        print(f"table: {path}")
     for line in run.damaged.values():  # written without what needs them; the files are bad input: exit 2
         print(f"ltbench report: error: {line}", file=sys.stderr)
     return 2 if run.damaged else 0

@@ -52,6 +52,10 @@ class Run:
     # file -> one line naming it and what to do: the files found missing or damaged so far (jobs/ when the run
     # is loaded, the rest as parts of the report read them)
     damaged: dict[str, str] = field(default_factory=dict)
+    # job id -> the run folder holding its files where that is not `path` (a report of several runs, merged by
+    # reports.merge, is written to a folder of its own); `sources`: run label -> folder of such a report
+    homes: dict[str, Path] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
     _full: dict = field(default_factory=dict, repr=False, compare=False)  # a few results read back in full
 
     @property
@@ -75,10 +79,14 @@ class Run:
             if len(self._full) >= FULL_RESULTS_KEPT:
                 self._full.pop(next(iter(self._full)))
             try:
-                self._full[job_id] = outcome_from_dict(result.to_dict(), self.path)
+                self._full[job_id] = outcome_from_dict(result.to_dict(), self.home(job_id))
             except ResultFileError as exc:
                 raise self._damaged(job_id, exc) from None
         return self._full[job_id]
+
+    def home(self, job_id: str) -> Path:
+        """The run folder that holds the job's files."""
+        return self.homes.get(job_id, self.path)
 
     def few_shot_gap(self, job_id: str) -> float | None:
         """The job's headline feature statistic: test − train pairwise spread, averaged over few-shot classes
@@ -95,7 +103,7 @@ class Run:
         if not info.get("file"):
             return None
         try:
-            return read_statistics(self.path, info["file"], keys, class_means)
+            return read_statistics(self.home(job_id), info["file"], keys, class_means)
         except ResultFileError as exc:
             raise self._damaged(job_id, exc) from None
 
@@ -200,7 +208,8 @@ def _rows(table: pd.DataFrame, identities: list[dict], main_ids: set[str]) -> li
     return [labels.get((d, k), str(r)) for d, r, k in zip(table.dataset, table.regime, keys)]
 
 
-def _table(results: list[JobOutcome], manifest: Manifest | None, main_ids: set[str]) -> pd.DataFrame:
+def results_table(results: list[JobOutcome], manifest: Manifest | None, main_ids: set[str]) -> pd.DataFrame:
+    """One row per result with its row label (`_rows`), told apart among all of `results`."""
     planned = manifest.jobs if manifest else {}
     rows, identities = [], []
     for r in results:
@@ -321,7 +330,7 @@ def load_run(path: str | Path, include_all: bool = False) -> Run:
     planned = manifest.jobs if manifest else {}
     main_ids = {i for i in shown if i in planned and planned[i].main} | \
         _derived_main_ids([r for i, r in results.items() if i not in planned], grids)
-    table = _table(list(results.values()), manifest, main_ids)
+    table = results_table(list(results.values()), manifest, main_ids)
     for r in results.values():
         if r.status != "ok":
             problems.append(f"{r.label} failed: {r.error}")

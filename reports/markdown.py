@@ -2,6 +2,8 @@
 their 95 % intervals and the class-balanced metrics of LIFT's evaluator on the test split."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pandas as pd
 
 from bench.bootstrap import seed_interval
@@ -33,13 +35,29 @@ def interval_text(bounds: list[float] | None, digits: int = 1) -> str:
     return "" if bounds is None else f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
 
 
-def mean_sd(values, spec: str = ".1f") -> str:
-    """`mean ± sd` of a row's values over its seeds, the mean alone with one seed (no fake ± 0); "" with none."""
+class SeedStats(NamedTuple):
+    """A row's values over its seeds: every report table (Markdown, LaTeX, wide CSV) takes its ± from here."""
+    mean: float
+    sd: float  # sample sd (ddof = 1); NaN with one seed, never a fake 0
+    n: int
+
+
+def seed_stats(values) -> SeedStats | None:
+    """Mean, sample sd and count of a row's values over its seeds (missing values left out); None with none."""
     values = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
     if values.empty:
+        return None
+    return SeedStats(float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                     len(values))
+
+
+def mean_sd(values, spec: str = ".1f") -> str:
+    """`mean ± sd` of a row's values over its seeds, the mean alone with one seed (no fake ± 0); "" with none."""
+    stats = seed_stats(values)
+    if stats is None:
         return ""
-    spread = f" ± {values.std(ddof=1):{spec}}" if len(values) > 1 else ""
-    return f"{values.mean():{spec}}{spread}"
+    spread = f" ± {stats.sd:{spec}}" if stats.n > 1 else ""
+    return f"{stats.mean:{spec}}{spread}"
 
 
 def _cell(rows: pd.DataFrame, column: str, spec: str) -> str:

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 SLOWEST_FILES = (
     "tests/reports/test_report.py",
     "tests/scheduler/test_faults.py",
+    "tests/scheduler/test_slurm.py",
     "tests/scheduler/test_ray.py",
     "tests/regimes/test_regimes.py",
     "tests/scheduler/test_execution.py",

@@ -388,6 +388,12 @@ CASES = [
          r"--ray-address 127\.0\.0\.1:\d+: no Ray cluster answers there .*`ray start --head`"),
     Case("--ray-address without a port", SYN + ["--backend", "ray", "--ray-address", "head-node"],
          r"--ray-address 'head-node': expected the HOST:PORT that `ray start --head` prints"),
+    Case("--slurm-* option without --backend slurm", SYN + ["--slurm-partition", "gpu"],
+         r"--slurm-partition is an option of --backend slurm: add --backend slurm or drop it"),
+    Case("malformed --slurm-sbatch", SYN + ["--backend", "slurm", "--slurm-sbatch", "qos high"],
+         r"--slurm-sbatch: expected KEY=VALUE with an sbatch long option name as KEY"),
+    Case("--slurm-time past its bound", SYN + ["--backend", "slurm", "--slurm-time", "400-00:00:00"],
+         r"--slurm-time: must be at least 1 minute and at most 366 days"),
     Case("--download that fails", download_into_a_file,
          r"--download: cannot fetch CIFAR-100 from https://www\.cs\.toronto\.edu/~kriz/cifar-100-python\.tar\.gz .*"
          r"NotADirectoryError.*tar xzf cifar-100-python\.tar\.gz -C .*cifar-100-python holds train, test and meta"),

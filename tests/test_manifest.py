@@ -50,7 +50,20 @@ def test_two_plans_are_kept_and_a_job_planned_twice_has_one_merged_entry(tmp_pat
     assert read_manifest(tmp_path).jobs["a"].main  # a later grid-only plan does not demote it
     raw = json.loads((tmp_path / "manifest.json").read_text())
     assert raw["format"] == 1 and set(raw["plans"][0]) == {"created", "command", "protocol", "hparam_source",
-                                                           "job_ids", "data"}
+                                                           "job_ids", "data", "plugins"}
+    assert raw["plans"][0]["plugins"] == []
+
+
+def test_a_plan_recorded_before_plugins_existed_reads_as_one_without_plugins(tmp_path):
+    plan(tmp_path, [entry("a")])
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    del raw["plans"][0]["plugins"]
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    assert read_manifest(tmp_path).plans[0].plugins == ()
+    del raw["plans"][0]["job_ids"]  # a field every manifest has: still a damaged file
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match="is not a readable ltbench manifest"):
+        read_manifest(tmp_path)
 
 
 def test_plans_recorded_by_processes_at_once_are_all_kept(tmp_path):

@@ -25,7 +25,7 @@ def test_malformed_assignment(item, message):
 @pytest.mark.parametrize("field, value, message", [
     ("nope", "1", "has no setting 'nope'"),
     ("lr", "fast", "cannot read 'fast' as float"),
-    ("loss", "hinge", "not one of la, ce, focal"),
+    ("loss", "hinge", "not one of bs, cb, ce, focal"),
     ("tte", "maybe", "cannot read 'maybe' as bool"),
 ])
 def test_bad_values_name_the_problem(field, value, message):

@@ -29,7 +29,8 @@ Launch = Callable[[Job, str, int], JobOutcome]  # (job, device slot, slot index)
 INTERRUPTED = (130, -signal.SIGTERM, -signal.SIGINT)  # how a child stopped by the driver exits
 
 
-def _stamp(path: Path) -> int | None:
+def modified_ns(path: Path) -> int | None:
+    """When `path` last changed (None: it is not there): a job's JSON changed by its child is its new outcome."""
     return path.stat().st_mtime_ns if path.exists() else None
 
 
@@ -42,7 +43,7 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
         env["CUDA_VISIBLE_DEVICES"] = slot.split(":", 1)[1]
         slot = "cuda:0"
     job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, device=slot, progress_position=index + 1))
-    before = _stamp(store.job_path(job.job_id))
+    before = modified_ns(store.job_path(job.job_id))
     process = subprocess.Popen([sys.executable, "-m", "bench.scheduler.worker", str(store.run_dir), str(os.getpid())],
                                env=env, stdin=subprocess.PIPE, start_new_session=True)
     track(process)
@@ -53,7 +54,7 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
     finally:
         untrack(process)
     # as the JSON holds it: the driver keeps only its row, so the per-class arrays are not read back
-    result = store.load(job.job_id, full=False) if _stamp(store.job_path(job.job_id)) != before else None
+    result = store.load(job.job_id, full=False) if modified_ns(store.job_path(job.job_id)) != before else None
     if result is None and code in INTERRUPTED:  # the run was stopped: nothing failed, the rerun resumes it
         return JobFailure.of(job, "interrupted", status="interrupted")
     if result is None:  # killed before it could record anything (segfault, OOM killer)

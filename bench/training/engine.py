@@ -10,7 +10,7 @@ import torch
 
 import bench
 from bench.data import DataError, build_dataset, check_images
-from bench.evaluation import classification_metrics, predict_from_features
+from bench.evaluation import classification_metrics, top_predictions
 from bench.features import PretrainedTower, features, frozen_tower
 from bench.job_result import JobResult
 from bench.models.backbone import activation_of, input_size, load_backbone
@@ -18,6 +18,8 @@ from bench.models.head_init import initialise_head
 from bench.models.heads import TextClassifier
 from bench.registry import get_regime
 from bench.statistics import class_statistics, group_summary
+from bench.weights import initial_classifier, nothing_to_save, save_weights
+from bench.tracking import JobTrackers, open_trackers
 
 from .checkpoint import EpochCheckpoint
 from .context import JobContext
@@ -38,12 +40,14 @@ def _data(job: Job):
 
 
 def evaluate(model, data, split: str, view: str, ctx: JobContext) -> tuple[dict, dict]:
-    """Metrics of one split (crops' logits averaged under the "tte" view), and its features and labels."""
+    """Metrics of one split (crops' logits averaged under the "tte" view), and its features, labels, predicted
+    classes (`predictions`) and their logits (`top_logits`)."""
     start = time.perf_counter()
     extracted = features(model, data, split, view, ctx)
-    preds = predict_from_features(model.head, extracted["features"], ctx.device)
+    preds, top_logits = top_predictions(model.head, extracted["features"], ctx.device)
     metrics = classification_metrics(preds, extracted["labels"].numpy(), data.train_class_counts)
-    return {**metrics, "seconds": time.perf_counter() - start, "tte": view == "tte"}, extracted
+    return ({**metrics, "seconds": time.perf_counter() - start, "tte": view == "tte"},
+            {**extracted, "predictions": preds, "top_logits": top_logits})
 
 
 def feature_statistics(model, data, test: dict, train: dict, ctx: JobContext) -> dict:
@@ -105,7 +109,24 @@ def data_wait_share(history: list[dict]) -> float | None:
 
 
 def train(job: Job) -> JobResult:
-    """Build, train (resuming from a checkpoint), evaluate and measure one job."""
+    """Build, train (resuming from a checkpoint), evaluate and measure one job; its trackers (--log), when it
+    has any, get its curves and end its run with its status, final metrics and resolved sizes."""
+    trackers = open_trackers(job)
+    if trackers is None:
+        return _train(job, None)
+    try:
+        result = _train(job, trackers)
+    except BaseException as exc:
+        try:
+            trackers.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        except Exception as tracker_exc:  # the job's own error is the one to report
+            log.error("%s: cannot end its tracker runs: %s", job.label, tracker_exc)
+        raise
+    trackers.finish("ok", result.metrics, result.resolved)
+    return result
+
+
+def _train(job: Job, trackers: JobTrackers | None) -> JobResult:
     start = time.perf_counter()
     ctx = JobContext.create(job)
     data = _data(job)
@@ -118,6 +139,8 @@ def train(job: Job) -> JobResult:
     model = regime.build(backbone, data, recipe).to(ctx.device)
     initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
     params = parameter_share(model)
+    saving = bool(ctx.store and job.runtime.save_weights and regime.trains)
+    initial = initial_classifier(model, classifier_tensors(model)) if saving else {}
     setup_s = time.perf_counter() - start
     log.info("%s: %d trainable parameters: %d of the backbone (%.3f%%) and %d of the classifier; %d epochs on %s/%s",
              job.label, params["trainable"], params["backbone_trainable"], params["backbone_trainable_pct"],
@@ -125,8 +148,13 @@ def train(job: Job) -> JobResult:
 
     train_start = time.perf_counter()
     checkpoint = EpochCheckpoint(ctx.store.checkpoint_path(job.job_id), job.job_id) if ctx.store else None
-    history = fit(model, data, recipe, ctx, checkpoint) if regime.trains else []
+    history = fit(model, data, recipe, ctx, checkpoint, trackers) if regime.trains else []
     train_s = time.perf_counter() - train_start
+    weights = None
+    if saving:
+        weights = save_weights(model, job, recipe, data.classnames, initial, ctx.store)
+    elif ctx.store and job.runtime.save_weights:
+        weights = nothing_to_save(job.regime)
 
     view = "tte" if recipe.tte else "test"
     metrics, statistics = {}, None
@@ -137,6 +165,8 @@ def train(job: Job) -> JobResult:
         metrics["train"], trained = evaluate(model, data, "train", "test", ctx)
         single_crop = tested if view == "test" else features(model, data, "test", "test", ctx)  # as the papers'
         statistics = feature_statistics(model, data, single_crop, trained, ctx)
+    predictions = ctx.store.save_predictions(job.job_id, {"test": tested["predictions"],
+                                                          "test_logit": tested["top_logits"]}) if ctx.store else None
     return JobResult(
         job_id=job.job_id, label=job.label, config=job.config(),
         runtime={**dataclasses.asdict(job.runtime), "device": str(ctx.device), "precision": ctx.precision,
@@ -144,7 +174,7 @@ def train(job: Job) -> JobResult:
         dataset=data.summary(), split_fingerprint=data.fingerprint, hparam_sources=job.hparam_sources,
         activation=activation_of(backbone.visual), resolved=_resolved(job.recipe, recipe),
         metrics=metrics, statistics=statistics,
-        params=params,
+        params=params, weights=weights, predictions=predictions,
         epochs=recipe.epochs, history=history,
         timings={"setup_s": setup_s, "train_s": train_s,
                  "train_images_per_s": (sum(h["images_per_s"] for h in history) / len(history) if history else None),

@@ -1,12 +1,15 @@
 """A job: one data set × regime × seed with its fully resolved config, and the runtime options that don't change results."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from bench.fields import identity_fields
+from bench.tracking.base import TrackingOptions
 
 from .recipe import Recipe
 
@@ -30,6 +33,9 @@ class Runtime:
     force: bool = False  # --force: rerun a job even when another process finished it meanwhile
     resize_on_device: bool = False  # loader workers only decode and crop; the resize runs on the device, as
     # Pillow's (bench.data.transforms.DeviceResize, bit for bit); off: the references' PIL path in the workers
+    plugins: tuple[str, ...] = ()  # --plugin files (absolute paths) and modules, imported wherever the job unpickles
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)  # --log: experiment trackers of each job
+    save_weights: Optional[str] = None  # --save-weights: trainable | all, written to weights/<id>.safetensors
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,12 @@ class Job:
     protocol: str = "reference"  # bench.protocols
     runtime: Runtime = field(default_factory=Runtime, compare=False)
     hparam_sources: dict = field(default_factory=dict, compare=False)  # recipe field -> where its value came from
+    plugins: tuple[tuple[str, str], ...] = ()  # (name, sha256) of the plugins its regime, data set or loss come from
 
     def config(self) -> dict:
         """Everything that determines the result (the job id hashes exactly this): changed data, another
-        activation or another recipe is another job, never a reused result."""
+        activation, another recipe or an edited plugin is another job, never a reused result. Jobs without a
+        plugin part have no "plugins" key, so their ids are what they were before plugins existed."""
         return {
             "dataset": self.dataset,
             "dataset_config": {"type": type(self.dataset_config).__name__,
@@ -62,6 +70,7 @@ class Job:
             "pretrained": self.pretrained,
             "quick_gelu": self.quick_gelu,
             "seed": self.seed,
+            **({"plugins": [{"name": name, "sha256": sha} for name, sha in self.plugins]} if self.plugins else {}),
         }
 
     @property
@@ -72,3 +81,16 @@ class Job:
     @property
     def label(self) -> str:
         return f"{self.dataset}/{self.regime}/seed{self.seed}"
+
+    def __reduce__(self):
+        """Pickled with its plugin specs ahead of its fields, which may hold a plugin's classes (a recipe, a data
+        set config): unpickling imports the plugins first, in whichever process or node runs the job."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _unpickled, (self.runtime.plugins, pickle.dumps(fields))
+
+
+def _unpickled(plugins: tuple[str, ...], fields: bytes) -> Job:
+    from bench.plugins import load_plugins
+
+    load_plugins(plugins)
+    return Job(**pickle.loads(fields))

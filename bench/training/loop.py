@@ -12,6 +12,7 @@ from bench.data.loading import make_loader, to_device
 from bench.data.transforms import resize_mode, set_epoch, train_transform
 from bench.features import features, frozen_tower
 from bench.models.backbone import input_mean_std, input_size
+from bench.tracking import JobTrackers
 
 from .checkpoint import EpochCheckpoint
 from .context import JobContext
@@ -68,11 +69,13 @@ def _timed(batches):
         yield time.perf_counter() - start, batch
 
 
-def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None = None) -> list[dict]:
+def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None = None,
+        trackers: JobTrackers | None = None) -> list[dict]:
     """SGD + momentum with a cosine schedule stepped per epoch; exact gradient accumulation over micro-batches.
 
     Each epoch's record has `data_wait_s`, the seconds the loop was blocked on the loader (starting its workers
-    and every next()), and `data_wait_share`, their part of the epoch's seconds (0 to 1)."""
+    and every next()), and `data_wait_share`, their part of the epoch's seconds (0 to 1). `trackers` get each
+    step's loss, lr and images/s at global step epoch × steps + step, and each epoch's record at its last step."""
     job, device, precision = ctx.job, ctx.device, ctx.precision
     optimiser = make_optimiser([p for _, p in model.trainable_parameters()], recipe, device)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
@@ -95,6 +98,7 @@ def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None
         opened = time.perf_counter()
         batches = iter(loader)  # starts the workers: waiting for data too
         data_wait = time.perf_counter() - opened
+        step_start = time.perf_counter()
         for step, (waited, (images, labels)) in enumerate(_timed(batches)):
             data_wait += waited
             images, labels = to_device(images, device, normalise), labels.to(device, non_blocking=True)
@@ -108,6 +112,10 @@ def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None
             optimiser_step(optimiser, scaler)
             seen += len(labels)
             loss_sum += value * len(labels)
+            if trackers is not None:
+                now = time.perf_counter()
+                trackers.log_step(epoch * len(loader) + step, value, lr, len(labels) / (now - step_start))
+                step_start = now
             if bar is not None:
                 bar.update()
                 bar.set_postfix(loss=f"{value:.3f}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
@@ -119,6 +127,8 @@ def fit(model, data, recipe, ctx: JobContext, checkpoint: EpochCheckpoint | None
                   "seconds": seconds, "images_per_s": seen / seconds, "data_wait_s": data_wait,
                   "data_wait_share": min(1.0, data_wait / seconds) if seconds > 0 else 0.0}
         history.append(record)
+        if trackers is not None:
+            trackers.log_epoch((epoch + 1) * len(loader) - 1, record)
         log.info("%s epoch %d/%d loss %.4f acc %.1f lr %.3g %.0f img/s", job.label, epoch + 1, recipe.epochs,
                  record["loss"], record["train_batch_acc"], lr, record["images_per_s"])
         if checkpoint and epoch + 1 < recipe.epochs:

@@ -8,12 +8,13 @@ micro-batch.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.registry import LOSSES
 
 
 def _counts(class_counts: np.ndarray, needs: str) -> torch.Tensor:
@@ -123,20 +124,51 @@ class LADELoss(nn.Module):
         return ce + self.weight * -(bound * self.prior).sum()
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {  # (recipe, class counts) -> loss
-    "la": lambda recipe, counts: LogitAdjustedLoss(counts, recipe.la_tau),
-    "ce": lambda recipe, counts: nn.CrossEntropyLoss(),
-    "focal": lambda recipe, counts: FocalLoss(recipe.focal_gamma),
-    "ldam": lambda recipe, counts: LDAMLoss(counts, recipe.ldam_max_margin, recipe.classifier_scale),
-    "cb": lambda recipe, counts: WeightedCrossEntropy(class_balanced_weights(counts, recipe.cb_beta)),
-    "grw": lambda recipe, counts: WeightedCrossEntropy(generalized_reweighting_weights(counts, recipe.grw_exponent)),
-    "bs": lambda recipe, counts: LogitAdjustedLoss(counts, 1.0),
-    "lade": lambda recipe, counts: LADELoss(counts, recipe.lade_lambda, recipe.lade_weight),
-}
+register_loss = LOSSES.register  # @register_loss("name") on a (recipe, class counts) -> nn.Module function
+
+
+@register_loss("la")
+def _logit_adjusted(recipe, counts):
+    return LogitAdjustedLoss(counts, recipe.la_tau)
+
+
+@register_loss("ce")
+def _cross_entropy(recipe, counts):
+    return nn.CrossEntropyLoss()
+
+
+@register_loss("focal")
+def _focal(recipe, counts):
+    return FocalLoss(recipe.focal_gamma)
+
+
+@register_loss("ldam")
+def _ldam(recipe, counts):
+    return LDAMLoss(counts, recipe.ldam_max_margin, recipe.classifier_scale)
+
+
+@register_loss("cb")
+def _class_balanced(recipe, counts):
+    return WeightedCrossEntropy(class_balanced_weights(counts, recipe.cb_beta))
+
+
+@register_loss("grw")
+def _generalized_reweighting(recipe, counts):
+    return WeightedCrossEntropy(generalized_reweighting_weights(counts, recipe.grw_exponent))
+
+
+@register_loss("bs")
+def _balanced_softmax(recipe, counts):
+    return LogitAdjustedLoss(counts, 1.0)
+
+
+@register_loss("lade")
+def _lade(recipe, counts):
+    return LADELoss(counts, recipe.lade_lambda, recipe.lade_weight)
 
 
 def make_loss(recipe, class_counts: np.ndarray) -> nn.Module:
     """The training loss `recipe.loss`, built from the training class counts and its own recipe settings."""
     if recipe.loss not in LOSSES:
-        raise ValueError(f"unknown loss {recipe.loss!r}; valid: {', '.join(LOSSES)}")
-    return LOSSES[recipe.loss](recipe, class_counts)
+        raise ValueError(f"unknown loss {recipe.loss!r}; valid: {', '.join(LOSSES.names())}")
+    return LOSSES.get(recipe.loss)(recipe, class_counts)

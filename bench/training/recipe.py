@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from bench.fields import MAX_BATCH, MAX_EPOCHS, MAX_SIDE, check_fields, setting
+from bench.registry import LOSSES
 
 
 @dataclass(frozen=True)
@@ -16,9 +17,9 @@ class Recipe:
                               help="images per optimiser step (--micro-batch-size splits it exactly)")
     momentum: float = setting(0.9, low=0, high=1, high_open=True, help="SGD momentum")
     weight_decay: float = setting(5e-4, low=0, help="SGD weight decay")
-    loss: Literal["la", "ce", "focal", "ldam", "cb", "grw", "bs", "lade"] = setting(
+    loss: str = setting(
         "la", help="la: logit-adjusted CE(z + tau·log prior); ce; focal; ldam; cb: class-balanced; grw: generalized "
-                   "re-weighting; bs: balanced softmax; lade")
+                   "re-weighting; bs: balanced softmax; lade; or a loss a --plugin registers")
     la_tau: float = setting(1.0, low=0, help="tau of the logit adjustment")
     focal_gamma: float = setting(2.0, low=0, help="gamma of the focal loss")
     ldam_max_margin: float = setting(0.5, low=0, help="largest LDAM margin (the rarest class); s is classifier_scale")
@@ -46,3 +47,6 @@ class Recipe:
 
     def __post_init__(self):
         check_fields(self)
+        if self.loss not in LOSSES:  # a registry, not a Literal: plugins add losses (bench.plugins)
+            raise ValueError(f"loss {self.loss!r} is not one of {', '.join(LOSSES.names())} (a plugin's loss: "
+                             f"load its plugin with --plugin)")
