@@ -20,9 +20,14 @@ class MergeError(ValueError):
     """Run folders that cannot be reported together: what clashes and what to do."""
 
 
+TIMINGS = ("seconds",)  # what a split's metrics hold besides numbers: how long it took, different every time
+
+
 def _numbers(outcome) -> str:
-    """What a result measured, comparable across folders (timings left out: they differ between machines)."""
-    return json.dumps(getattr(outcome, "metrics", None), sort_keys=True, default=str)
+    """What a result measured, comparable across folders (timings left out: they differ between runs)."""
+    metrics = getattr(outcome, "metrics", None) or {}
+    measured = {split: {k: v for k, v in values.items() if k not in TIMINGS} for split, values in metrics.items()}
+    return json.dumps(measured, sort_keys=True, default=str)
 
 
 def _pick(job_id: str, kept: tuple, found: tuple) -> tuple:

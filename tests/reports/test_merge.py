@@ -59,6 +59,16 @@ def test_a_shared_job_with_other_numbers_is_refused_naming_both_files(two_runs, 
     assert not (two_runs / "both").exists()
 
 
+def test_a_shared_job_run_twice_with_the_same_numbers_is_counted_once_whatever_it_took(two_runs):
+    """The same job trained in both folders (not copied): its evaluation time differs, its numbers do not."""
+    path = two_runs / "b" / "jobs" / f"{result('linear_probe', 1)['job_id']}.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["test"]["seconds"] = data["metrics"]["test"].get("seconds", 0.0) + 0.25
+    path.write_text(json.dumps(data))
+    assert build.main(["a", "b", "--out", "both"]) == 0
+    assert len(merge_runs([load_run("a"), load_run("b")], ["a", "b"], "both").results) == 5
+
+
 def test_a_failed_copy_gives_way_to_the_finished_one(two_runs):
     failed = result("linear_probe", 1, status="failed")
     write_jobs(two_runs / "a", [failed])
