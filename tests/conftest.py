@@ -5,6 +5,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per test worker (and its
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the cores instead of oversubscribing them
 
 import dataclasses  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -55,6 +56,15 @@ def unfinished_checkpoint(run: Path) -> bool:
     checkpoint lingers a moment after its JSON is written; killing the run then leaves nothing to resume.)"""
     done = {path.stem for path in (run / "jobs").glob("*.json")}
     return any(path.stem not in done for path in (run / "checkpoints").glob("*.pt"))
+
+
+def wait_for(condition, seconds: float) -> None:
+    """Poll `condition` every 50 ms until it holds; a drill whose moment never comes fails, it does not hang."""
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
 
 
 def tiny_backbone(classnames=(), text_tower: bool = False, seed: int = 0) -> Backbone:

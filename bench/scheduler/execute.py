@@ -85,6 +85,16 @@ def execute(job: Job, run_dir: str | Path) -> JobOutcome:
         lock.release()
 
 
+def save_in_driver(outcome: JobOutcome, store: RunStore) -> JobOutcome:
+    """Save an outcome the driver holds (one a remote task returned, or a failure it made for a task that died);
+    a store that cannot take it (a full disk) is noted on the outcome, and the run goes on."""
+    try:
+        store.save(outcome)
+    except OSError as exc:  # the task may have saved it; either way the summary says it
+        outcome.save_error = outcome.save_error or str(exc)
+    return outcome
+
+
 def _log_failure(handler: logging.Handler, job: Job, exc: Exception) -> None:
     """The failure with its traceback in the job's log file only: the driver prints one line for it."""
     handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s failed", (job.label,),

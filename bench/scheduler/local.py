@@ -34,6 +34,12 @@ def modified_ns(path: Path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
+def saved_since(store: RunStore, job_id: str, before: int | None) -> JobOutcome | None:
+    """The outcome a job's own process saved after its JSON's stamp `before` (taken at launch), as the JSON holds
+    it (the driver keeps only its row, so the per-class arrays are not read back); None if it saved none."""
+    return store.load(job_id, full=False) if modified_ns(store.job_path(job_id)) != before else None
+
+
 def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) -> JobOutcome:
     """Run `job` in a fresh Python process pinned to `slot`, in its own process group, dying with this one;
     the job goes in through its standard input and its result comes back through the store."""
@@ -53,8 +59,7 @@ def run_in_child(job: Job, slot: str, index: int, run_dir: str, threads: int) ->
         code = process.wait()
     finally:
         untrack(process)
-    # as the JSON holds it: the driver keeps only its row, so the per-class arrays are not read back
-    result = store.load(job.job_id, full=False) if modified_ns(store.job_path(job.job_id)) != before else None
+    result = saved_since(store, job.job_id, before)
     if result is None and code in INTERRUPTED:  # the run was stopped: nothing failed, the rerun resumes it
         return JobFailure.of(job, "interrupted", status="interrupted")
     if result is None:  # killed before it could record anything (segfault, OOM killer)

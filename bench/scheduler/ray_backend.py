@@ -18,7 +18,7 @@ from bench.messages import first_line
 from bench.results import RunStore
 from bench.training import Job
 
-from .execute import execute
+from .execute import execute, save_in_driver
 
 CONNECT_TIMEOUT_S = 10.0  # a head that does not accept a TCP connection within this is not there
 AUTO_ADDRESSES = ("auto", "local")  # Ray finds (or refuses) these itself, at once
@@ -170,8 +170,4 @@ def run_ray(jobs: list[Job], run_dir: str | Path, gpus_per_job: float, cpus_per_
         except Exception as exc:  # the worker died (node lost, killed): record it like any failure
             result = JobFailure.of(job, f"Ray task failed: {type(exc).__name__}: {first_line(str(exc))}",
                                    traceback=str(exc))
-        try:
-            store.save(result)
-        except OSError as exc:  # the worker may have saved it; either way the run goes on
-            result.save_error = result.save_error or str(exc)
-        yield result
+        yield save_in_driver(result, store)

@@ -23,8 +23,8 @@ from bench.messages import first_line
 from bench.results import RunStore
 from bench.training import Job
 
-from .execute import execute
-from .local import modified_ns
+from .execute import execute, save_in_driver
+from .local import modified_ns, saved_since
 
 log = logging.getLogger(__name__)
 INSTALL = "pip install -e '.[slurm]'"
@@ -138,25 +138,17 @@ def _outcome(job: Job, task, store: RunStore, before: int | None, cluster: str) 
         return task.result()
     except Exception as exc:  # noqa: BLE001 - submitit: the task died (killed, node lost) or raised
         ended = exc
-    if modified_ns(store.job_path(job.job_id)) != before:  # it saved its outcome, then died
-        saved = store.load(job.job_id, full=False)
-        if saved is not None:
-            return saved
+    saved = saved_since(store, job.job_id, before)  # it saved its outcome, then died
+    if saved is not None:
+        return saved
     lines = str(ended).strip().splitlines() or [type(ended).__name__]
     state = f" (state {task.state})" if cluster == "slurm" else ""
     if isinstance(ended, _submitit().core.utils.FailedJobError):  # the task raised: its traceback's last line
         error = f"{cluster} task {task.job_id} raised {lines[-1]}; its log: {task.paths.stderr}"
     else:
         error = f"{cluster} task {task.job_id} ended without a result{state}; its log: {task.paths.stderr}"
-    return _recorded(JobFailure.of(job, error, traceback=str(ended), log=str(store.log_path(job.job_id))), store)
-
-
-def _recorded(failure: JobFailure, store: RunStore) -> JobFailure:
-    try:
-        store.save(failure)
-    except OSError as exc:  # kept in memory: the summary says it, the rerun trains the job again
-        failure.save_error = str(exc)
-    return failure
+    return save_in_driver(JobFailure.of(job, error, traceback=str(ended), log=str(store.log_path(job.job_id))),
+                          store)
 
 
 def _cancel(tasks: list, cluster: str) -> None:
@@ -190,7 +182,7 @@ def run_slurm(jobs: list[Job], run_dir: str | Path, settings: SlurmSettings) -> 
                 except Exception as exc:  # noqa: BLE001 - sbatch refused the array (a partition, a flag)
                     error = f"submitting to {settings.cluster} failed: {first_line(str(exc)) or type(exc).__name__}"
                     for job in submitted:
-                        yield _recorded(JobFailure.of(job, error, traceback=str(exc)), store)
+                        yield save_in_driver(JobFailure.of(job, error, traceback=str(exc)), store)
                     continue
                 for task, job, stamp in zip(tasks, submitted, before):
                     if settings.cluster == "local":  # a local disk shows a result at once; submitit would wait

@@ -18,11 +18,16 @@ def check_trackers(options: TrackingOptions, run_dir: str | Path) -> None:
         TRACKERS.get(name).check(options, Path(run_dir))
 
 
+def _is_scalar(value) -> bool:
+    """A number a tracker can plot (not a list, None or a flag)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def final_metrics(metrics: dict) -> dict[str, float]:
     """The job JSON's scalar metrics per split, as "test/top1", "val/few", "train/mean_class_acc", ...; a
     metric without a value (an empty group) is left out, never logged as 0."""
     return {f"{split}/{key}": float(value) for split, values in metrics.items() for key, value in values.items()
-            if isinstance(value, numbers.Real) and not isinstance(value, bool)}
+            if _is_scalar(value)}
 
 
 class JobTrackers:
@@ -46,8 +51,7 @@ class JobTrackers:
 
     def log_epoch(self, step: int, record: dict) -> None:
         """An epoch's record (bench.training.loop.fit) at its last global step."""
-        self._log(step, {f"epoch/{key}": float(value) for key, value in record.items()
-                         if isinstance(value, numbers.Real) and not isinstance(value, bool)})
+        self._log(step, {f"epoch/{key}": float(value) for key, value in record.items() if _is_scalar(value)})
 
     def finish(self, status: str, metrics: Optional[dict] = None, resolved: Optional[dict] = None) -> None:
         """End every run: `status` ok, failed or interrupted; the job JSON's metrics and the recipe sizes the

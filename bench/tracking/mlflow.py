@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.messages import first_line
+
 from .base import TRACKERS, TrackerError, TrackingOptions, missing_package
 
 JOB_TAG, RUN_DIR_TAG = "ltbench.job_id", "ltbench.run_dir"
@@ -55,7 +57,7 @@ class MlflowTracker:
             _experiment_id(_client(options, run_dir), options.mlflow_experiment or run_dir.resolve().name)
         except Exception as exc:
             raise TrackerError(f"--log mlflow cannot use the tracking store {tracking_uri(options, run_dir)}: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (give a "
+                               f"{type(exc).__name__}: {first_line(str(exc))} (give a "
                                f"reachable one with --mlflow-uri)") from None
 
     def start(self, job, config: dict[str, Any]) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import torch
 from bench.cli import main
 from bench.io import StorageError, atomic_file
 from bench.results import RunStore
-from tests.conftest import REPO, unfinished_checkpoint
+from tests.conftest import REPO, unfinished_checkpoint, wait_for
 
 TINY = ["--datasets", "synthetic_lt", "--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q",
         "--no-report"]
@@ -48,14 +47,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait_for(condition, seconds: float = 120.0) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
-
-
 def test_two_identical_runs_on_one_folder_train_each_job_once(tmp_path):
     out = tmp_path / "run"
     args = ["--regimes", "linear_probe", "bitfit", "--epochs", "2", "--no-train-eval"]
@@ -75,12 +66,12 @@ def test_sigkill_of_the_driver_leaves_no_orphan_workers_and_the_rerun_resumes(tm
     args = ["--regimes", "linear_probe", "full", "--epochs", "30", "--workers", "2", "--no-train-eval"]
     driver = subprocess.Popen(_cli(out, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    _wait_for(lambda: len([c for c in _children(driver.pid) if _alive(c)]) == 2)
+    wait_for(lambda: len([c for c in _children(driver.pid) if _alive(c)]) == 2, 120)
     workers = _children(driver.pid)
-    _wait_for(lambda: len(list((out / "logs").glob("*.log"))) == 2)
+    wait_for(lambda: len(list((out / "logs").glob("*.log"))) == 2, 120)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    _wait_for(lambda: not any(_alive(w) for w in workers), seconds=60)
+    wait_for(lambda: not any(_alive(w) for w in workers), 60)
     assert not list((out / "pending").glob("*")) if (out / "pending").exists() else True
     assert main([*TINY, "--out", str(out), "--regimes", "linear_probe", "full", "--epochs", "1", "--workers", "2",
                  "--no-train-eval"]) == 0  # in-process: the rerun's own process start is not the subject
@@ -92,7 +83,7 @@ def test_ctrl_c_or_sigterm_prints_one_line_and_the_rerun_resumes(tmp_path, worke
     args = ["--regimes", "linear_probe", "full", "--epochs", "4", "--no-train-eval", "--workers", workers]
     driver = subprocess.Popen(_cli(out, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: len(list((out / "jobs").glob("*.json"))) == 1 and unfinished_checkpoint(out))
+    wait_for(lambda: len(list((out / "jobs").glob("*.json"))) == 1 and unfinished_checkpoint(out), 120)
     workers_before = _children(driver.pid)
     driver.send_signal(signum)
     err = driver.communicate(timeout=60)[1]

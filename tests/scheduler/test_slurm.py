@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from bench.cli import build_parser, main
 from bench.scheduler.slurm_backend import JobTask, SlurmSettings, check_cluster, make_executor
 from bench.scheduler.slurm_options import slurm_settings
-from tests.conftest import REPO, make_job, unfinished_checkpoint
+from tests.conftest import REPO, make_job, unfinished_checkpoint, wait_for
 
 pytest.importorskip("submitit")
 TINY = ["--datasets", "synthetic_lt", "--model", "ltbench-tiny", "--pretrained", "none", "--device", "cpu", "-q"]
@@ -38,14 +37,6 @@ def _task_processes(out: Path) -> list[int]:
     return found
 
 
-def _wait_for(condition, seconds: float = 180.0) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
-
-
 def test_plan_to_report_as_array_tasks_with_the_local_backends_job_ids_and_numbers(tmp_path):
     args = ["--regimes", "zero_shot", "linear_probe", "--epochs", "1", "--no-train-eval"]
     slurm, local = tmp_path / "slurm", tmp_path / "local"
@@ -68,7 +59,7 @@ def test_a_killed_task_is_recorded_with_its_log_and_the_rerun_resumes_it_from_it
             "--no-train-eval", *LOCAL_SLURM]  # one task at a time: linear_probe's, then full's
     driver = subprocess.Popen([sys.executable, str(REPO / "run_bench.py"), *args], cwd=REPO, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: list((out / "jobs").glob("*.json")) and unfinished_checkpoint(out) and _task_processes(out))
+    wait_for(lambda: list((out / "jobs").glob("*.json")) and unfinished_checkpoint(out) and _task_processes(out), 180)
     for pid in _task_processes(out):  # full's task, after its first epoch
         os.kill(pid, signal.SIGKILL)
     _, err = driver.communicate(timeout=120)
@@ -95,7 +86,7 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_epoch_checkpoint(tmp_
             *LOCAL_SLURM]
     driver = subprocess.Popen([sys.executable, str(REPO / "run_bench.py"), *args], cwd=REPO, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: unfinished_checkpoint(out) and _task_processes(out))
+    wait_for(lambda: unfinished_checkpoint(out) and _task_processes(out), 180)
     preempted = _task_processes(out)
     for pid in preempted:
         os.kill(pid, signal.SIGUSR2)
