@@ -1,6 +1,6 @@
 """Seeded percentile bootstrap intervals: of one job's accuracies over its test images, of a row's mean over its
-seeds, and of the difference of two rows over the test classes they share. A fixed seed makes the same results
-give the same intervals."""
+seeds, of the difference of two rows over the test classes they share, and of the difference of two jobs over the
+test images they share. A fixed seed makes the same results give the same intervals."""
 from __future__ import annotations
 
 import numpy as np
@@ -49,3 +49,26 @@ def paired_interval(a, b, resamples: int = RESAMPLES, seed: int = SEED, level: f
     same units for both, so what they share (a hard class is hard for both) cancels instead of widening the
     interval. Units either lacks are left out; None with fewer than two left."""
     return seed_interval(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), resamples, seed, level)
+
+
+def paired_image_interval(correct_a, correct_b, labels, classes, resamples: int = RESAMPLES, seed: int = SEED,
+                          level: float = LEVEL) -> list[float] | None:
+    """Interval (points) of the mean over `classes` of accuracy_a(c) − accuracy_b(c) when each class's test images
+    are resampled with replacement, the same images for a and b (two jobs on one split, `correct_*` per image in
+    its order): an image both get right or wrong adds nothing, so only where they disagree widens it. Per class
+    an image is +1 (a right, b wrong), −1 or 0, and drawing its n_c images again is Multinomial(n_c, their shares),
+    drawn directly. Classes without a test image are left out; None when none is left."""
+    labels = np.asarray(labels)
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    size = int(max(labels.max(initial=-1), max(classes, default=-1))) + 1
+    total, plus, minus = (np.bincount(labels[mask], minlength=size) for mask in (np.ones_like(a), a & ~b, ~a & b))
+    classes = [c for c in classes if total[c] > 0]
+    if not classes:
+        return None
+    rng = np.random.default_rng(seed)
+    diffs = np.zeros(resamples)
+    for c in classes:
+        drawn = rng.multinomial(total[c], np.array([plus[c], minus[c], total[c] - plus[c] - minus[c]]) / total[c],
+                                size=resamples)
+        diffs += 100.0 * (drawn[:, 0] - drawn[:, 1]) / total[c]
+    return percentile_interval(diffs / len(classes), level)

@@ -30,12 +30,13 @@ from bench.plugins import PluginError, load_plugins
 from bench.plan import (ALL_REGIMES, DEFAULT_MODEL, DEFAULT_PRETRAINED, DEMO_DATASET, DEMO_REGIMES, SELECTION_FILE,
                         Plan, Selection, check_measurable, plan)
 from bench.protocols import PROTOCOLS, REFERENCE, own_default_notes
-from bench.job_result import JobOutcome, JobRow
-from bench.registry import REGIMES, UnknownNameError, get_regime
+from bench.job_result import JobFailure, JobOutcome, JobRow
+from bench.derived.planning import check_parents_saved
+from bench.registry import REGIMES, REMEDIES, UnknownNameError, get_regime
 from bench.results import RunStore
 from bench.scheduler import device_slots, run_local
 from bench.scheduler.devices import loader_workers_per_job, parse_gpus
-from bench.scheduler.execute import LOGGERS
+from bench.scheduler.execute import LOGGERS, save_in_driver
 from bench.scheduler.ray_backend import ClusterError
 from bench.scheduler.signals import terminate_on_signals
 from bench.scheduler.slurm_options import add_slurm_options, check_backend_options, slurm_settings
@@ -71,6 +72,14 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
                        help="ablation grid files (YAML or JSON, see grids/): their jobs join the run")
     group.add_argument("--seeds", nargs="+", type=number(int, 0, MAX_SEED), default=[0],
                        help=f"training seeds, 0..{MAX_SEED} (splits do not depend on them)")
+    group.add_argument("--remedies", nargs="+", default=[], metavar="NAME",
+                       help=f"derived jobs on the main jobs once they finish: {', '.join(REMEDIES.names())} "
+                            f"(wise: WiSE-FT per α; soup: uniform and greedy soups over --seeds or --select "
+                            f"candidates; posthoc: tau_norm, logit_adjust, crt, lws on cached features); their "
+                            f"settings: --set wise.alphas=0,0.5,1 (see `settings`). A {DEMO_DATASET}-only run "
+                            f"without --regimes: wise on full")
+    group.add_argument("--remedy-regimes", nargs="+", default=[], metavar="REGIME",
+                       help="the regimes whose main jobs --remedies applies to (default: all it applies to)")
     group.add_argument("--model", help=f"open_clip model name (CLIP ViTs and ResNets: ViT-B-16, ViT-L-14-336, "
                                        f"RN50, ...) or one of the references' ImageNet backbones through timm "
                                        f"({', '.join(IMAGENET_MODELS)}); default: {DEMO_MODEL}, the bundled demo "
@@ -231,7 +240,8 @@ def selection_of(args: argparse.Namespace) -> Selection:
                      model=args.model, pretrained=args.pretrained, seeds=tuple(args.seeds), epochs=args.epochs,
                      imbalance_ratio=args.imbalance_ratio, protocol=args.protocol, quick_gelu=args.quick_gelu,
                      overrides=tuple(args.overrides), select=tuple(args.select),
-                     select_metric=args.select_metric or Selection.select_metric)
+                     select_metric=args.select_metric or Selection.select_metric, remedies=tuple(args.remedies),
+                     remedy_regimes=tuple(args.remedy_regimes))
 
 
 def _type_text(annotation: Any) -> str:
@@ -269,7 +279,7 @@ def settings_table(config: Any, notes: dict[str, str] | None = None) -> str:
 
 
 def describe_settings() -> str:
-    """The list command: every data set and regime with the settings --set can change."""
+    """The list command: every data set, regime and remedy with the settings --set can change."""
     sections = ["DATA SETS (--set DATASET.FIELD=VALUE)"]
     sections += [f"{name}\n{indent(settings_table(dataset_config(name), own_default_notes(name)), '    ')}"
                  for name in DATASETS.names()]
@@ -278,6 +288,9 @@ def describe_settings() -> str:
     sections += [f"{name}: {REGIMES.get(name).summary}\n"
                  f"{indent(settings_table(REGIMES.get(name).recipe, own_default_notes(name)), '    ')}"
                  for name in REGIMES.names()]
+    sections.append("REMEDIES (--remedies NAME; --set REMEDY.FIELD=VALUE)")
+    sections += [f"{name}: {REMEDIES.get(name).summary} ({REMEDIES.get(name).source})\n"
+                 f"{indent(settings_table(REMEDIES.get(name)().recipe), '    ')}" for name in REMEDIES.names()]
     return "\n\n".join(sections)
 
 
@@ -297,11 +310,30 @@ def check_data(configs, runtime: Runtime, verify_images: bool) -> dict:
 
 
 def check_metrics(run_plan: Plan, runtime: Runtime) -> None:
-    """Every metric the run picks on or plots (Plan.measured) has a value on every data set, or nothing trains."""
-    for dataset, config in dict.fromkeys((job.dataset, job.dataset_config) for job in run_plan.jobs):
-        for where, metric, splits in run_plan.measured:
-            check_measurable(build_dataset(config, runtime.data_root, runtime.download), dataset, metric, where,
-                             splits)
+    """Every metric the run picks on or plots (Plan.measured) has a value on the data of the jobs it is taken on,
+    or nothing trains. A data-set point of a grid with data-set axes may lack it (CIFAR-100-LT at imbalance ratio
+    10 has no few-shot class) while another has it: said before training, and its jobs run for the other metrics."""
+    jobs = {job.job_id: job for job in run_plan.jobs}
+    lacking: dict[str, list[str]] = {}
+    points: dict[str, int] = {}
+    for measured in run_plan.measured:
+        if measured.group is not None:
+            points[measured.group] = points.get(measured.group, 0) + 1
+        try:
+            for dataset, config in dict.fromkeys((jobs[i].dataset, jobs[i].dataset_config) for i in measured.job_ids):
+                check_measurable(build_dataset(config, runtime.data_root, runtime.download), dataset,
+                                 measured.metric, measured.where, measured.splits)
+        except OverrideError as exc:
+            if measured.group is None:
+                raise
+            lacking.setdefault(measured.group, []).append(str(exc))
+    for grid, lines in lacking.items():
+        if len(lines) == points[grid]:
+            raise OverrideError(f"{lines[0]} (and so does every other point of grid {grid})" if len(lines) > 1
+                                else lines[0])
+        for line in lines:  # said even with -q
+            log.warning("%s; its jobs run (their other metrics are reported), its point stays empty in the "
+                        "grid's figures", line)
 
 
 def preflight(jobs: list[Job], runtime: Runtime, device: str | None) -> None:
@@ -362,7 +394,9 @@ def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: 
              results: dict[str, JobRow]) -> None:
     """Run the jobs without a result (all with --force), collecting every job's outcome in brief (JobRow: status,
     label, error, results.csv row) into `results` as it comes, so that an interrupted run still reports what
-    finished. A finished job is recognised from its row file (bench.results), without reading its result."""
+    finished. A finished job is recognised from its row file (bench.results), without reading its result. The jobs
+    that train run first, then the derived ones (bench.derived) whose parents finished; a derived job whose
+    parent failed is recorded as failed with the parent's error, without running."""
     todo = []
     for job in jobs:
         done = None if args.force else store.row(job.job_id)
@@ -375,10 +409,32 @@ def run_jobs(jobs: list[Job], store: RunStore, args: argparse.Namespace, slots: 
         log.info("%d jobs to run (%d already done) on %s", len(todo), len(jobs) - len(todo),
                  _where(args, slots))
     with tqdm(total=len(todo), desc="jobs", unit="job", disable=not sys.stderr.isatty(), position=0) as bar:
-        for result in _launch(todo, args, store, slots):
-            results[result.job_id] = JobRow.of(result)  # the full result is not kept
-            bar.update()
-            log.info("%s: %s", result.label, result.status)  # a failure's error: once, in the summary at the end
+        for stage in ([job for job in todo if job.derived is None], [job for job in todo if job.derived]):
+            runnable = _runnable(stage, results, store)
+            bar.update(len(stage) - len(runnable))
+            for result in _launch(runnable, args, store, slots) if runnable else ():
+                results[result.job_id] = JobRow.of(result)  # the full result is not kept
+                bar.update()
+                log.info("%s: %s", result.label, result.status)  # a failure's error: once, in the summary at the end
+
+
+def _runnable(stage: list[Job], results: dict[str, JobRow], store: RunStore) -> list[Job]:
+    """The jobs of a stage whose parents finished; each of the others is recorded as failed, naming its parent."""
+    runnable = []
+    for job in stage:
+        parents = [results.get(parent) for parent in (job.derived.parents if job.derived else ())]
+        if None in parents:
+            why = "its parent job did not run (an interrupted run: rerun the command)"
+        else:
+            failed = next((row for row in parents if row.status != "ok"), None)
+            why = failed and f"its parent {failed.label} did not finish ({failed.status}: {failed.error})"
+        if why:
+            outcome = save_in_driver(JobFailure.of(job, why), store)
+            results[job.job_id] = JobRow.of(outcome)
+            log.info("%s: %s", job.label, outcome.status)
+        else:
+            runnable.append(job)
+    return runnable
 
 
 def _where(args: argparse.Namespace, slots: list[str]) -> str:
@@ -431,6 +487,8 @@ def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list
     draft = plan(selection, runtime)  # names, overrides and grids are checked before any data is read
     for line in draft.overridden:  # a value the user gave that another source beat: said even with -q
         log.warning("%s", line)
+    for line in draft.notes:  # what a remedy asked for does not apply to, and why: said even with -q
+        log.warning("%s", line)
     if args.backend == "ray":  # a cluster that can never run a job's task is refused, not waited for
         from bench.scheduler.ray_backend import connect
 
@@ -450,7 +508,9 @@ def plan_run(args: argparse.Namespace, selection: Selection) -> tuple[Plan, list
             dataclasses.replace(j, runtime=dataclasses.replace(j.runtime, device=slots[0], progress=False))
             for j in run_plan.jobs])
     if args.save_weights and not args.force:  # a finished job is never retrained behind the user's back
-        check_saved_weights(run_plan.jobs, store, args.save_weights)
+        check_saved_weights([job for job in run_plan.jobs if job.derived is None], store, args.save_weights)
+    if not args.force:  # the derived jobs' finished parents saved what they read
+        check_parents_saved(run_plan.jobs, store)
     preflight(run_plan.jobs, runtime, None if args.backend in REMOTE_BACKENDS else slots[0])
     return run_plan, slots, store
 

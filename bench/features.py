@@ -53,7 +53,8 @@ class PretrainedTower:
         return self._model
 
 
-def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext) -> dict:
+def split_loader(model: LongTailModel, data, split: str, view: str, ctx: JobContext):
+    """The loader that `features` reads `split` through `model` with: `view`'s transform, in the split's order."""
     mean, std = input_mean_std(model.visual)
     size = input_size(model.visual)
     resize, interpolation = resize_mode(ctx.job.runtime), ctx.job.recipe.interpolation
@@ -62,8 +63,12 @@ def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext)
                  test_transform(size, mean, std, tte=view == "tte", expand=ctx.job.recipe.expand, uint8=True,
                                 resize=resize, interpolation=interpolation))
     batch = max(1, ctx.job.runtime.eval_batch_size // (5 if view == "tte" else 1))
-    loader = make_loader(data.splits[split], transform, batch, shuffle=False,
-                         seed=ctx.job.seed, workers=ctx.workers, pin_memory=ctx.device.type == "cuda")
+    return make_loader(data.splits[split], transform, batch, shuffle=False,
+                       seed=ctx.job.seed, workers=ctx.workers, pin_memory=ctx.device.type == "cuda")
+
+
+def _extract(model: LongTailModel, data, split: str, view: str, ctx: JobContext) -> dict:
+    loader = split_loader(model, data, split, view, ctx)
     features, labels = extract_features(model, loader, ctx.device, autocast_factory(ctx.device, ctx.precision))
     return {"features": features, "labels": labels}
 

@@ -7,6 +7,11 @@
       classifier_init: [semantic, random]
       tte: [true, false]
 
+An axis `DATASET.FIELD` (e.g. `cifar100_lt.imbalance_ratio: [10, 50, 100, 200]`) varies a data set's option
+instead of a recipe field: each point's jobs get that data set's config with the point's value, so their own
+split, fingerprint and job id. A grid with such axes runs only on the data sets they name (each must be in
+--datasets, bench.plan); a grid without them runs on every data set of the run.
+
 Nothing in a file is dropped without a word: an unknown or repeated key, an axis without values, a value listed
 twice and a name that is not a plain file name are errors naming the file, and two grids of one run may not
 share a name (their records and heatmaps would overwrite each other).
@@ -21,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from bench.data import DATASETS, dataset_config
+from bench.data.registry import registered_name
 from bench.overrides import OverrideError, apply_overrides
 from bench.registry import REGIMES
 
@@ -28,14 +35,41 @@ METRICS = ("top1", "many", "medium", "few", "mean_class_acc")
 KEYS = ("name", "metric", "regime", "axes")  # what a grid file may hold
 
 
+def data_axis(name: str) -> tuple[str, str] | None:
+    """(data set, field) of a data-set axis `DATASET.FIELD`; None for a recipe axis (a recipe field has no dot)."""
+    dataset, dot, field = name.partition(".")
+    return (dataset, field) if dot else None
+
+
 @dataclass(frozen=True)
 class Grid:
     name: str
     metric: str
-    axes: dict[str, list]  # axis -> values (as written in the file); `regime` may be an axis
+    axes: dict[str, list]  # axis -> values (as written in the file); `regime` may be an axis, `DATASET.FIELD` too
 
-    def points(self) -> list[dict]:
-        return [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())]
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The data sets its data-set axes name, in file order; none: it runs on every data set of the run."""
+        return tuple(dict.fromkeys(data_axis(name)[0] for name in self.axes if data_axis(name)))
+
+    def runs_on(self, dataset: str) -> bool:
+        return not self.datasets or dataset in self.datasets
+
+    def points(self, dataset: str | None = None) -> list[dict]:
+        """Every combination of the axes; on `dataset`, of the recipe axes and that data set's own axes only."""
+        axes = {name: values for name, values in self.axes.items()
+                if dataset is None or data_axis(name) is None or data_axis(name)[0] == dataset}
+        return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def recipe_values(point: dict) -> dict:
+    """The point's recipe fields (less the regime and the data-set values) as --set writes them."""
+    return {k: value_text(v) for k, v in point.items() if k != "regime" and data_axis(k) is None}
+
+
+def data_values(point: dict, dataset: str) -> dict[str, str]:
+    """The point's values of `dataset`'s options (field -> as --set writes it)."""
+    return {data_axis(k)[1]: value_text(v) for k, v in point.items() if (data_axis(k) or ("",))[0] == dataset}
 
 
 def value_text(value) -> str:
@@ -93,6 +127,8 @@ def _axis(path: Path, name: str, values) -> list:
 def _axes(path: Path, spec: dict) -> dict[str, list]:
     """The axes, the regime first (from `regime: NAME` or a `regime` axis, not both)."""
     axes = {str(name): _axis(path, str(name), values) for name, values in spec["axes"].items()}
+    for name in filter(data_axis, axes):
+        _check_data_axis(path, name)
     if "regime" in spec:
         if "regime" in axes:
             raise OverrideError(f"grid file {path}: names the regime twice ('regime:' and a 'regime' axis); keep one")
@@ -102,6 +138,25 @@ def _axes(path: Path, spec: dict) -> dict[str, list]:
     if "regime" not in axes:
         raise OverrideError(f"grid file {path}: name the regime ('regime: lift_plus' or a 'regime' axis)")
     return axes
+
+
+def _check_data_axis(path: Path, name: str) -> None:
+    """A data-set axis names a data set and an option it has that a grid may vary."""
+    dataset, field = data_axis(name)
+    if dataset not in DATASETS.names():
+        raise OverrideError(f"grid file {path}: axis {name!r}: {dataset!r} is not a data set (a recipe axis is the "
+                            f"field alone, e.g. lr; a data-set axis DATASET.FIELD); data sets: "
+                            f"{', '.join(DATASETS.names())}")
+    default = dataset_config(dataset)
+    if field == "epochs":
+        raise OverrideError(f"grid file {path}: axis {name!r}: the epochs are a recipe setting; vary them with an "
+                            f"axis 'epochs'")
+    if field in getattr(default, "named_by", ()):
+        base = registered_name(type(default).__mro__[1])
+        named = getattr(default, field)
+        named = f"{named:g}" if isinstance(named, float) else value_text(named)
+        raise OverrideError(f"grid file {path}: axis {name!r}: {dataset} is {field}={named} by its name, so a grid "
+                            f"cannot vary it; vary {base}.{field} instead")
 
 
 def _name(path: Path, spec: dict) -> str:
@@ -123,6 +178,9 @@ def load_grid(path: str | Path) -> Grid:
     grid = Grid(_name(path, spec), metric, axes)
     for point in grid.points():
         recipe_for(grid, point)  # validates names and values now, before any job runs
+    for dataset in grid.datasets:
+        for point in grid.points(dataset):
+            data_config_for(grid, dataset, point)
     return grid
 
 
@@ -145,8 +203,15 @@ def load_grids(paths: list[str] | tuple[str, ...]) -> list[Grid]:
 def recipe_for(grid: Grid, point: dict, base=None):
     """The point's recipe: its axes applied to `base` (default: the regime's own recipe)."""
     regime = REGIMES.get(point["regime"])
-    changes = {k: value_text(v) for k, v in point.items() if k != "regime"}
-    return apply_overrides(base or regime.recipe, changes, f"grid {grid.name} ({point['regime']})", option="")
+    return apply_overrides(base or regime.recipe, recipe_values(point), f"grid {grid.name} ({point['regime']})",
+                           option="")
+
+
+def data_config_for(grid: Grid, dataset: str, point: dict):
+    """The point's config of `dataset`: its data-set axes applied to the data set's defaults (bench.plan applies
+    them over --imbalance-ratio and --set)."""
+    return apply_overrides(dataset_config(dataset), data_values(point, dataset), f"grid {grid.name} ({dataset})",
+                           option="")
 
 
 def grid_record(grid: Grid, members: list[tuple[dict, str, str, int]]) -> str:

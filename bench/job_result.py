@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from bench.ppt import ppt
+
 GROUPS = ("many", "medium", "few")
 CLASS_BALANCED = ("worst_class_acc", "hmean_acc", "gmean_acc", "macro_f1", "error_rate")  # test split
 CI_METRICS = ("top1", "few")  # their bootstrap intervals over test images, `ci95` of the test metrics
@@ -20,7 +22,14 @@ ROW_COLUMNS = ("job_id", "status", "dataset", "regime", "seed", "recipe_id", "pr
                "activation", "top1", *GROUPS, "train_top1", *(f"train_{g}" for g in GROUPS), "trainable_params",
                "trainable_pct", "epochs", "train_s", "total_s", "split_fingerprint", "data_fingerprint", "error",
                *CLASS_BALANCED, *CI_COLUMNS, "backbone_trainable_params", "backbone_trainable_pct",
-               "classifier_params")
+               "classifier_params", "remedy", "remedy_value", "parent_ids", "ppt")
+# the feature statistics' columns (bench.statistics), from the result's `statistics`: column -> (its "job" scalars
+# or a group's, key); the job's CKA is over all rows of a split, the few-shot group's over the rows of its classes
+STATISTIC_COLUMNS = {"frechet": ("job", "frechet"), "frechet_undefined": ("job", "frechet_undefined"),
+                     "frechet_few": ("few", "frechet"), "nc1_train": ("job", "train_nc1"),
+                     "nc1_test": ("job", "test_nc1"), "cka_train": ("job", "train_cka"),
+                     "cka_test": ("job", "test_cka"), "cka_test_few": ("few", "test_cka")}
+ROW_COLUMNS += tuple(STATISTIC_COLUMNS)
 
 
 def recipe_id(config: dict) -> str:
@@ -43,7 +52,26 @@ def _row(status: str, job_id: str, config: dict, **values) -> dict:
         "pretrained": config.get("pretrained"),
         "data_fingerprint": config.get("data_fingerprint"),
     })
-    return {column: values.get(column) for column in ROW_COLUMNS}
+    derived = config.get("derived")
+    if derived:  # a derived job (bench.derived): which remedy, its α or τ, and the jobs it was made from
+        values.update({"remedy": derived["variant"], "remedy_value": derived.get("value"),
+                       "parent_ids": " ".join(derived["parents"])})
+    return _columns(values)
+
+
+def _columns(values: dict) -> dict:
+    """ROW_COLUMNS in order, None where there is no value; `ppt` (bench.ppt) from the row's own top-1 and backbone
+    parameters, so that a row file written before the column existed gets it too."""
+    row = {column: values.get(column) for column in ROW_COLUMNS}
+    row["ppt"] = ppt(row["top1"], row["backbone_trainable_params"])
+    return row
+
+
+def statistic_values(statistics: dict | None) -> dict:
+    """The STATISTIC_COLUMNS of a result's `statistics` (None where it has none: no training-set evaluation, or a
+    result written before they existed)."""
+    parts = {"job": (statistics or {}).get("job") or {}, **((statistics or {}).get("groups") or {})}
+    return {column: (parts.get(part) or {}).get(key) for column, (part, key) in STATISTIC_COLUMNS.items()}
 
 
 @dataclass
@@ -60,7 +88,9 @@ class JobResult:
     activation: Optional[str] = None  # the tower's activation, gelu or quick_gelu
     resolved: dict = field(default_factory=dict)  # automatic recipe sizes as the regime resolved them
     metrics: dict = field(default_factory=dict)  # split -> bench.evaluation.classification_metrics
-    statistics: Optional[dict] = None  # {"groups": group summary, "seconds", "file": stats/<id>.npz}
+    # {"groups": group summary, "job": job scalars, "seconds", "blocks": per-block CKA (a tower that trains),
+    # "file": stats/<id>.npz} (bench.statistics, bench.block_similarity)
+    statistics: Optional[dict] = None
     # trainable (all), backbone, trainable_pct, backbone_trainable (not the classifier), classifier (its class
     # weight and bias), backbone_trainable_pct, trainable_tensors
     params: dict = field(default_factory=dict)
@@ -72,6 +102,12 @@ class JobResult:
     # --save-weights (bench.weights), {"file": None, "reason"} for a regime that trains nothing; None without it
     weights: Optional[dict] = None
     predictions: Optional[dict] = None  # {"file": "predictions/<id>.npz", "keys", "bytes"}: per test image
+    # {"file": "features/<id>.safetensors", "bytes", "sha256", "splits"}: what a posthoc child reads
+    # (bench.remedies.cached); None unless a posthoc remedy was planned on this job
+    features: Optional[dict] = None
+    # a derived job's Derivation record (method, variant, value, settings, parents) and what it found (a greedy
+    # soup's ingredients, ...); None for a job that trained
+    derived: Optional[dict] = None
     log: Optional[str] = None
     oom_retry: Optional[dict] = None  # the halved batch sizes of an out-of-memory retry
     save_error: Optional[str] = None  # the driver could not save it (the worker may have)
@@ -100,7 +136,7 @@ class JobResult:
                     backbone_trainable_pct=self.params.get("backbone_trainable_pct"),
                     classifier_params=self.params.get("classifier"),
                     epochs=self.epochs, train_s=self.timings.get("train_s"), total_s=self.timings.get("total_s"),
-                    split_fingerprint=self.split_fingerprint)
+                    split_fingerprint=self.split_fingerprint, **statistic_values(self.statistics))
 
 
 @dataclass
@@ -149,7 +185,7 @@ class JobRow:
         return cls(outcome.job_id, outcome.label, outcome.status, outcome.to_row(), getattr(outcome, "error", None))
 
     def to_row(self) -> dict:
-        return {column: self.row.get(column) for column in ROW_COLUMNS}
+        return _columns(self.row)
 
 
 def outcome_from_dict(data: dict, run_dir=None) -> JobOutcome:

@@ -2,7 +2,8 @@
 
 Where two sources give one field, the more specific wins, by one precedence (highest first):
 
-    grid point / --select candidate      the fields the grid varies, the candidate's values
+    grid point / --select candidate      the fields the grid varies (a data-set axis's values too: above
+                                          --set DATASET.FIELD), the candidate's values
     --set REGIME.FIELD                   (and --set DATASET.FIELD: a data set's options; DATASET.epochs is the
                                           epochs of every regime that trains on it, below REGIME.epochs)
     --set all.FIELD                      every selected regime that has FIELD
@@ -23,21 +24,22 @@ import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from bench.data import DATASETS, LongTailData, dataset_config
 from bench.data.registry import registered_name
+from bench.derived.planning import DerivedPlan, plan_derived
 from bench.data.groups import GROUP_NAMES, GROUP_RULES
-from bench.grids import METRICS, grid_record, load_grids, value_text
+from bench.grids import METRICS, Grid, data_axis, data_values, grid_record, load_grids, recipe_values, value_text
 from bench.job_result import recipe_id
 from bench.manifest import ManifestJob, dataset_key
 from bench.models.backbone import BUNDLED, DEMO_MODEL, uses_quick_gelu
 from bench.overrides import OverrideError, apply_overrides, parse_assignments
 from bench.protocols import PROTOCOLS, REFERENCE, Protocol, own_default_sources
 from bench.plugins import plugin_identities
-from bench.registry import REGIMES
+from bench.registry import REGIMES, REMEDIES
 from bench.training import Job, Runtime
 from bench.training.recipe import Recipe
 
@@ -48,10 +50,25 @@ DEMO_DATASET = "demo_lt"
 # minute on 2 cores; `--regimes all` adds the rest (CoOp's 50 reference epochs alone take ~4.5 minutes there)
 DEMO_REGIMES = ("zero_shot", "linear_probe", "full", "partial", "lora", "adaptformer", "lift_plus", "clip_adapter",
                 "proj_tuning")
+# and, unless it names --regimes or --remedies, one derived result: WiSE-FT on full fine-tuning, the remedy the
+# papers' finding invites (bench.derived)
+DEMO_REMEDIES, DEMO_REMEDY_REGIMES = ("wise",), ("full",)
 SELECTION_FILE = "selection.json"  # in the run folder: the --select candidates and the metric that picks
 DEFAULT_MODEL, DEFAULT_PRETRAINED = "ViT-B-16", "openai"
 
 Overrides = dict[str, dict[str, str]]  # scope -> field -> value as written, from parse_assignments
+
+
+class Measured(NamedTuple):
+    """A metric the run picks on or plots, and the jobs whose data must have a value of it on `splits`. `group`
+    names a grid with data-set axes, whose points may lack it (CIFAR-100-LT at imbalance ratio 10 has no few-shot
+    class) as long as one of them has it; None: every job's data must."""
+
+    where: str  # what an error names: --select-metric M, grid NAME [at AXIS=VALUE]: metric M
+    metric: str
+    splits: tuple[str, ...]
+    job_ids: tuple[str, ...]
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,8 @@ class Selection:
     overrides: tuple[str, ...] = ()  # --set SCOPE.FIELD=VALUE
     select: tuple[str, ...] = ()  # --select FIELD=V1,V2,...: candidates picked on the validation split
     select_metric: str = "mean_class_acc"  # --select-metric: the validation metric that picks
+    remedies: tuple[str, ...] = ()  # --remedies: derived jobs on the main jobs (bench.derived)
+    remedy_regimes: tuple[str, ...] = ()  # --remedy-regimes: the main jobs' regimes they apply to (none: all)
 
     def __post_init__(self):
         if self.model is None:
@@ -82,6 +101,13 @@ class Selection:
     @property
     def demo_only(self) -> bool:
         return set(self.datasets) == {DEMO_DATASET}
+
+    def remedy_plan(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(remedies, the regimes they apply to): --remedies and --remedy-regimes, or the demo's WiSE-FT on full
+        fine-tuning for a demo_lt-only run that names neither regimes nor remedies nor grids."""
+        if not self.remedies and self.demo_only and not self.regimes and not self.grids:
+            return DEMO_REMEDIES, DEMO_REMEDY_REGIMES
+        return self.remedies, self.remedy_regimes
 
     def regime_names(self) -> list[str]:
         """The regimes of the main jobs: `all` expanded, duplicates dropped, unknown names rejected. Without
@@ -106,18 +132,27 @@ class Plan:
     main_ids: set[str]
     selection: str | None = None
     overridden: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # the remedies' parents and forms not run, and why (bench.derived.planning)
 
     @property
-    def measured(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(option, metric, splits) of every metric the run picks on (--select-metric, on the validation and
-        the test split) or plots (each grid's, on the test split), for bench.cli to check against the data."""
+    def measured(self) -> list[Measured]:
+        """Every metric the run picks on (--select-metric, on the validation and the test split of the main jobs'
+        data) or plots (each grid's, on the test split of its jobs' data; one entry per data-set point of a grid
+        with data-set axes), for bench.cli to check against the data."""
         measured = []
         if self.selection:
             metric = json.loads(self.selection)["metric"]
-            measured.append((f"--select-metric {metric}", metric, ("validation", "test")))
+            main = tuple(job.job_id for job in self.jobs if job.job_id in self.main_ids)
+            measured.append(Measured(f"--select-metric {metric}", metric, ("validation", "test"), main))
         for name, record in self.grids.items():
-            metric = json.loads(record)["metric"]
-            measured.append((f"grid {name}: metric {metric}", metric, ("test",)))
+            record = json.loads(record)
+            metric, data_axes = record["metric"], [axis for axis in record["axes"] if data_axis(axis)]
+            points: dict[str, list[str]] = {}
+            for member in record["jobs"]:
+                at = ", ".join(f"{a}={member['point'][a]}" for a in data_axes if a in member["point"])
+                points.setdefault(at, []).append(member["job_id"])
+            measured += [Measured(f"grid {name}{' at ' + at if at else ''}: metric {metric}", metric, ("test",),
+                                  tuple(ids), name if data_axes else None) for at, ids in points.items()]
         return measured
 
     @property
@@ -143,10 +178,14 @@ def _checked_overrides(selection: Selection, regimes: list[str]) -> Overrides:
     """--set parsed, each scope a data set or a regime of the run, or `all`, and each `all.FIELD` a field of
     some regime in `regimes` (those of the main jobs and the grids): a typo fails before anything runs."""
     overrides = parse_assignments(list(selection.overrides))
-    unknown = set(overrides) - set(DATASETS.names()) - set(REGIMES.names()) - {ALL_REGIMES}
+    unknown = set(overrides) - set(DATASETS.names()) - set(REGIMES.names()) - set(REMEDIES.names()) - {ALL_REGIMES}
     if unknown:
-        raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime nor "
-                            f"{ALL_REGIMES!r}; valid: {', '.join(DATASETS.names() + REGIMES.names())}")
+        raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime nor a remedy nor "
+                            f"{ALL_REGIMES!r}; valid: {', '.join(DATASETS.names() + REGIMES.names() + REMEDIES.names())}")
+    remedies = selection.remedy_plan()[0]
+    for remedy in sorted(set(overrides) & set(REMEDIES.names()) - set(remedies)):
+        raise OverrideError(f"--set {remedy}.{next(iter(overrides[remedy]))}: {remedy} is not in --remedies "
+                            f"({', '.join(remedies) or 'none'}); add --remedies {remedy}")
     for scope, values in overrides.items():
         _check_in_run(f"{scope}.{next(iter(values))}", scope, list(dict.fromkeys(selection.datasets)),
                       list(dict.fromkeys(regimes)))
@@ -239,6 +278,29 @@ def _check_imbalance_ratio(selection: Selection) -> None:
                             f"imbalance ratio (CIFAR-100-LT and the generated sets do)")
 
 
+def _check_grid_datasets(grids: list[Grid], datasets: tuple[str, ...]) -> None:
+    """A grid with data-set axes runs on the data sets they name: each must be in the run, or its points would
+    be dropped without a word."""
+    for grid in grids:
+        missing = [name for name in grid.datasets if name not in datasets]
+        if missing:
+            raise OverrideError(f"grid {grid.name} varies options of {', '.join(missing)}, which is not one of this "
+                                f"run's data sets ({', '.join(dict.fromkeys(datasets))}); add it to --datasets (a "
+                                f"grid with data-set axes runs only on the data sets it names)")
+
+
+def _check_every_dataset_runs(selection: Selection, grids: list[Grid], jobs) -> None:
+    """A data set of --datasets that no job runs on (a grid-only run whose grids name other data sets) would be
+    dropped without a word."""
+    ran = {job.dataset for job in jobs}
+    for dataset in dict.fromkeys(selection.datasets):
+        if dataset not in ran:
+            named = ", ".join(f"{grid.name} on {' and '.join(grid.datasets)}" for grid in grids if grid.datasets)
+            raise OverrideError(f"--datasets {dataset}: no job runs on it (no --regimes, and the grids with data-set "
+                                f"axes run only on the data sets they name: {named}); drop it from --datasets or "
+                                f"add --regimes")
+
+
 def _check_protocol_covers(protocol: Protocol, selection: Selection, jobs) -> None:
     """A paper protocol whose scripts ran none of the planned jobs would change nothing: a mistake, not a no-op."""
     if protocol.lines and not any(protocol.line(job.dataset, job.regime, job.model, job.pretrained) for job in jobs):
@@ -321,8 +383,9 @@ class _Planner:
                 self.overridden.setdefault(key, {})[value_text(final)] = None
         return config, {name: layer.source for name, layer in winners.items()}
 
-    def data_config(self, dataset: str) -> Any:
-        """The data set's config: its defaults, then --imbalance-ratio where it has one, then its --set options."""
+    def data_config(self, dataset: str, grid: Grid | None = None, point: dict | None = None) -> Any:
+        """The data set's config: its defaults, then --imbalance-ratio where it has one, then its --set options,
+        then a grid point's values of its options (bench.grids, data-set axes)."""
         config = dataset_config(dataset)
         layers = []
         ratio = self.selection.imbalance_ratio
@@ -331,6 +394,11 @@ class _Planner:
                                  {"imbalance_ratio": f"--imbalance-ratio {ratio:g}"}))
         if self.overrides.get(dataset):
             layers.append(_Layer.of_set(dataset, self.overrides[dataset]))
+        values = data_values(point, dataset) if grid is not None else {}
+        if values:
+            source = f"grid {grid.name}"
+            layers.append(_Layer(source, f"{source} ({dataset})", values,
+                                 {k: f"{source} {dataset}.{k}={v}" for k, v in values.items()}, option=""))
         return _check_named(dataset, config, self.resolve(dataset, config, layers, {})[0])
 
     def layers(self, dataset: str, regime: type, point: dict, source: str) -> list[_Layer]:
@@ -389,6 +457,7 @@ def plan(selection: Selection, runtime: Runtime, fingerprints: dict | None = Non
     the plan only checks names, options and grids, before any data is read."""
     regimes = selection.regime_names()
     grids = load_grids(selection.grids)
+    _check_grid_datasets(grids, selection.datasets)
     run_regimes = regimes + [name for grid in grids for name in grid.axes["regime"]]
     overrides = _checked_overrides(selection, run_regimes)
     _check_imbalance_ratio(selection)
@@ -411,16 +480,41 @@ def plan(selection: Selection, runtime: Runtime, fingerprints: dict | None = Non
                     if point:
                         candidates.append({"dataset": dataset, "regime": regime_name, "seed": job.seed,
                                            "job_id": job.job_id, "point": point})
-        for grid in grids:
-            for point in grid.points():
-                varied = {k: v for k, v in point.items() if k != "regime"}
-                recipe, sources = planner.recipe(dataset, data_config, point["regime"], varied, f"grid {grid.name}")
-                for job in planner.add(dataset, data_config, point["regime"], recipe, sources):
+        for grid in (grid for grid in grids if grid.runs_on(dataset)):
+            for point in grid.points(dataset):
+                point_data = planner.data_config(dataset, grid, point) if grid.datasets else data_config
+                recipe, sources = planner.recipe(dataset, point_data, point["regime"], recipe_values(point),
+                                                 f"grid {grid.name}")
+                for job in planner.add(dataset, point_data, point["regime"], recipe, sources):
                     members[grid.name].append((point, dataset, job.job_id, job.seed))
+    _check_every_dataset_runs(selection, grids, planner.jobs.values())
     _check_protocol_covers(planner.protocol, selection, planner.jobs.values())
+    derived = _derived(selection, overrides, planner, main_ids, candidates)
     record = json.dumps({"metric": selection.select_metric, "axes": axes, "jobs": candidates}, indent=1)
-    return Plan(list(planner.jobs.values()), {grid.name: grid_record(grid, members[grid.name]) for grid in grids},
-                main_ids, record if axes else None, planner.overridden_lines())
+    return Plan(list(planner.jobs.values()) + derived.jobs,
+                {grid.name: grid_record(grid, members[grid.name]) for grid in grids},
+                main_ids, record if axes else None, planner.overridden_lines(), derived.notes)
+
+
+def _derived(selection: Selection, overrides: Overrides, planner: _Planner, main_ids: set[str],
+             candidates: list[dict]) -> DerivedPlan:
+    """The --remedies' derived jobs; their parents, told what to save for them, replace the planned ones."""
+    remedies, regimes = selection.remedy_plan()
+    if not remedies:
+        if regimes:
+            raise OverrideError("--remedy-regimes chooses the regimes of --remedies, and there are none: add "
+                                "--remedies NAME or drop --remedy-regimes")
+        return DerivedPlan([], [], ())
+    main_jobs = [job for job in planner.jobs.values() if job.job_id in main_ids]
+    outside = [name for name in regimes if name not in {job.regime for job in main_jobs}]
+    if outside:
+        raise OverrideError(f"--remedy-regimes {outside[0]}: not a regime of this run's main jobs "
+                            f"({', '.join(dict.fromkeys(job.regime for job in main_jobs)) or 'none'})")
+    main_jobs = [job for job in main_jobs if not regimes or job.regime in regimes]
+    derived = plan_derived(remedies, overrides, main_jobs, candidates, selection.select_metric)
+    for parent in derived.parents:
+        planner.jobs[parent.job_id] = parent
+    return derived
 
 
 def _candidates(axes: dict[str, list[str]], regime_name: str) -> list[dict[str, str]]:

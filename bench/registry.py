@@ -67,6 +67,7 @@ class Registry(Generic[T]):
 
 REGIMES: Registry[Any] = Registry("regime", plugins="regimes")  # name -> regimes.Regime subclass
 LOSSES: Registry[Any] = Registry("loss", plugins="bench.training.losses")  # name -> (recipe, class counts) -> loss
+REMEDIES: Registry[Any] = Registry("remedy", plugins="bench.derived")  # name -> bench.derived.base.Remedy subclass
 
 
 def get_regime(name: str):

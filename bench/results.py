@@ -227,6 +227,9 @@ class RunStore:
     def weights_path(self, job_id: str) -> Path:
         return self.run_dir / "weights" / f"{job_id}.safetensors"
 
+    def features_path(self, job_id: str) -> Path:
+        return self.run_dir / "features" / f"{job_id}.safetensors"
+
     def predictions_path(self, job_id: str) -> Path:
         return self.run_dir / "predictions" / f"{job_id}.npz"
 
@@ -387,16 +390,18 @@ class RunStore:
         return self._relative(path)
 
     def save_predictions(self, job_id: str, predictions: dict[str, np.ndarray]) -> dict:
-        """Per-image arrays of the test split (`test`: the predicted class, `test_logit`: its logit, both in the
-        split's order) as `predictions/<id>.npz`; the result's record of them: file, keys and size."""
+        """Per-image arrays of the test split (`test`: the predicted class, `test_logit`: its logit, `test_label`:
+        the true class, all in the split's order) as `predictions/<id>.npz`; the result's record of them: file,
+        keys and size."""
         path = self.predictions_path(job_id)
         with atomic_file(path) as fh:
             np.savez_compressed(fh, **predictions)
         return {"file": self._relative(path), "keys": sorted(predictions), "bytes": path.stat().st_size}
 
-    def read_predictions(self, job_id: str) -> dict[str, np.ndarray]:
-        """The job's per-image test predictions (see save_predictions); ResultFileError when missing or damaged."""
-        return _read_arrays(self.predictions_path(job_id), ["test", "test_logit"], "test predictions")
+    def read_predictions(self, job_id: str, keys: tuple[str, ...] = ("test", "test_logit")) -> dict[str, np.ndarray]:
+        """The job's per-image test predictions (see save_predictions; `test_label` only in results written since
+        it was saved); ResultFileError when missing or damaged."""
+        return _read_arrays(self.predictions_path(job_id), list(keys), "test predictions")
 
     def check_writable(self) -> None:
         """Create the run folder and write a probe file, so that a bad --out stops before any training."""

@@ -7,9 +7,12 @@ The file holds tensors by their names in the model's state_dict:
   weights (or, for random weights, the job's seed), as the epoch checkpoints do;
 - content `all`: the model's whole state_dict, frozen tensors and buffers too: a copy that holds every number of
   the fine-tuned model, at the size of the model;
-and, under `initial.`, the classifier's tensors as initialised before the first step (the head's end of a
-WiSE-FT interpolation). The metadata (strings) names the job, its regime, recipe, backbone and classes, and a
-SHA-256 of the tensors, which `load_job` checks: a damaged file is refused, never loaded.
+and, under `initial.`, the classifier's tensors and every attached module's (a regime's injected tensors: LoRA,
+adapters, prompts, SSF, CoOp's context; `bench.models.sites.attached_parameters`) as initialised before the first
+step: with the pretrained backbone that is rebuilt, the initial model, WiSE-FT's α = 0 end (bench.remedies.wise).
+A file written before the attached modules' initial values were kept has the classifier's only. The metadata
+(strings) names the job, its regime, recipe, backbone and classes, and a SHA-256 of the tensors, which `load_job`
+checks: a damaged file is refused, never loaded.
 """
 from __future__ import annotations
 
@@ -19,12 +22,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 import bench
 from bench.io import atomic_file
 from bench.messages import first_line
+from bench.models.sites import attached_parameters
 from bench.registry import get_regime
 from bench.results import RunStore
 
@@ -32,7 +37,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "ltbench.weights/1"
 CONTENTS = ("trainable", "all")  # --save-weights; the first is the default
-INITIAL = "initial."  # prefix of the classifier's tensors as initialised
+INITIAL = "initial."  # prefix of the classifier's and the attached modules' tensors as initialised
 SATISFIES = {"trainable": ("trainable", "all"), "all": ("all",)}  # content asked -> saved contents that hold it
 
 
@@ -65,9 +70,12 @@ def megabytes(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
 
 
-def initial_classifier(model, names: list[str]) -> dict[str, torch.Tensor]:
-    """Copies of the classifier tensors `names` as they are now (after the head's init, before training)."""
+def initial_tensors(model, classifier_names: list[str]) -> dict[str, torch.Tensor]:
+    """Copies (named `initial.<name>`) of the classifier tensors `classifier_names` and of every attached module's
+    trainable tensors as they are now: after the head's init, before training. The rest of what trains starts
+    from the pretrained weights, which are rebuilt."""
     params = dict(model.named_parameters())
+    names = [*classifier_names, *attached_parameters(model)]
     return {INITIAL + name: params[name].detach().cpu().clone() for name in names}
 
 
@@ -98,7 +106,7 @@ def save_weights(model, job, recipe, classnames: list[str], initial: dict[str, t
 
     path = store.weights_path(job.job_id)
     size = sum(t.numel() * t.element_size() for t in (*tensors.values(), *initial.values()))
-    log.info("%s: saving %d %s tensors and %d initial classifier tensors (%s) to %s", job.label, len(tensors),
+    log.info("%s: saving %d %s tensors and %d initial tensors (%s) to %s", job.label, len(tensors),
              content, len(initial), megabytes(size), path)
     data = save({**tensors, **initial}, metadata=metadata)
     with atomic_file(path) as fh:
@@ -185,7 +193,9 @@ def load_tensors(model, tensors: dict[str, torch.Tensor], content: str) -> None:
         raise WeightsFileError(f"the weights do not fit the rebuilt model: {first_line(str(exc))}") from exc
 
 
-def _finished(store: RunStore, job_id: str):
+def finished_result(store: RunStore, job_id: str):
+    """The job's result; WeightsFileError when there is no such job, its result cannot be read or it did not
+    finish (there is no trained model)."""
     result = store.load(job_id)
     if result is None:
         if not store.job_path(job_id).is_file():
@@ -198,15 +208,27 @@ def _finished(store: RunStore, job_id: str):
     return result
 
 
-def load_job(run_dir: str | Path, job_id: str, device: str | torch.device = "cpu"):
-    """The fine-tuned model of a finished job, in eval mode on `device`: the backbone rebuilt as in training (same
-    model, pretrained weights, activation; random weights from the job's seed), the regime's modules attached,
-    the saved tensors loaded. A regime that trains nothing (zero_shot) needs no weights file."""
+class Rebuilt(NamedTuple):
+    """A finished job's model as `regime.build` makes it, before any saved tensor is loaded (backbone pretrained,
+    head and attached modules at a fresh init, on the device), its weights file's tensors and metadata, checked
+    (None and {} for a regime that trains nothing), and its result."""
+
+    model: torch.nn.Module
+    tensors: dict[str, torch.Tensor] | None
+    metadata: dict
+    result: object
+
+
+def rebuild(run_dir: str | Path, job_id: str, device: str | torch.device = "cpu") -> Rebuilt:
+    """Rebuild a finished job's model as in training (same model, pretrained weights, activation; random weights
+    from the job's seed; the regime's modules attached) and read its weights file: what `load_job` loads and
+    bench.remedies.wise interpolates. Refused (WeightsFileError, naming the fix) when the job is unknown, did not
+    finish, ran without --save-weights, or its file is damaged."""
     from bench.models.backbone import load_backbone
     from bench.training.precision import seed_everything
 
     store = RunStore(run_dir)
-    result = _finished(store, job_id)
+    result = finished_result(store, job_id)
     plugins = (result.runtime or {}).get("plugins")
     if plugins:  # its regime or data set may come from one
         from bench.plugins import load_plugins
@@ -232,6 +254,14 @@ def load_job(run_dir: str | Path, job_id: str, device: str | torch.device = "cpu
                              text_embeddings=regime.needs_text_embeddings(recipe))
     recipe = regime.resolve(recipe, len(classnames), backbone)
     model = regime.build(backbone, Classes(classnames), recipe).to(device)
+    return Rebuilt(model, tensors, metadata, result)
+
+
+def load_job(run_dir: str | Path, job_id: str, device: str | torch.device = "cpu"):
+    """The fine-tuned model of a finished job, in eval mode on `device`: the backbone rebuilt as in training (same
+    model, pretrained weights, activation; random weights from the job's seed), the regime's modules attached,
+    the saved tensors loaded. A regime that trains nothing (zero_shot) needs no weights file."""
+    model, tensors, metadata, _ = rebuild(run_dir, job_id, device)
     if tensors is not None:
         load_tensors(model, tensors, metadata["content"])
     return model.eval()

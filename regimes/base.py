@@ -114,6 +114,12 @@ class Regime:
         semantic init of a head on the image features."""
         return recipe.classifier_init == "semantic" and recipe.classifier != "text"
 
+    @classmethod
+    def changes_backbone(cls, recipe: Recipe) -> bool:
+        """Whether it trains anything besides a classifier on the image features: tensors or modules of its own
+        (it overrides `adapt`), or the text side of a text-encoder classifier (what WiSE-FT interpolates)."""
+        return cls.trains and (cls.adapt is not Regime.adapt or recipe.classifier == "text")
+
     def check(self, recipe: Recipe, backbone: Backbone) -> None:
         """Raise ValueError before any training when `recipe` cannot run on this backbone (overrides call it);
         `backbone.text` is there when `uses_text_tower`."""

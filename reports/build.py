@@ -32,14 +32,21 @@ from .markdown import interval_text, mean_sd, row_interval, run_markdown, untest
 from .merge import MergeError, check_out, merge_runs, run_labels
 from .paper_table import paper_table, write_csv_wide
 from .published import TOLERANCE, compare, coverage
+from .remedies import derived_rows, remedies_section, wise_figure
 from .selection import selection_section
+from .statistics_figures import STATISTICS_FIGURES
+from .sweep_figures import heavy_minus_light, sweep_axes, sweep_frame, sweep_table
 from .verdict import light_rows, verdict
 
 log = logging.getLogger(__name__)
 SUMMARY = [("top1", "overall", True), ("many", "many", True), ("medium", "medium", True), ("few", "few", True),
-           ("trainable_params", "trainable", None), ("backbone_tuned_pct", "% backbone tuned", None),
-           ("classifier_params", "classifier params", None), ("epochs", "epochs", None),
-           ("total_s", "time s", False), ("data_wait_pct", "data wait %", None)]
+           ("ppt", "PPT", True), ("trainable_params", "trainable", None),
+           ("backbone_tuned_pct", "% backbone tuned", None), ("classifier_params", "classifier params", None),
+           ("epochs", "epochs", None), ("total_s", "time s", False), ("data_wait_pct", "data wait %", None)]
+PPT_TEXT = ("PPT: V-PETL Bench's performance-parameter trade-off (Xin et al., NeurIPS 2024), top-1 / 100 × "
+            "exp(−log10(P / 10^7 + 1)) with P the trainable parameters of the backbone (the classifier not counted, "
+            "as V-PETL Bench counts its linear probe as 0); 1 = perfect accuracy at no tuned parameter.")
+STATISTICS_SECTION = "Feature statistics and few-shot accuracy"
 OPTIONAL = ("data_wait_pct",)  # a summary column shown only where some job recorded it
 INTERVALS = [("top1", "overall 95% CI"), ("few", "few 95% CI")]  # each placed after its metric's column
 BALANCED = [("worst_class_acc", "worst class", True), ("hmean_acc", "harmonic mean", True),
@@ -177,19 +184,29 @@ def collect_figures(run: Run, problems: list[str]) -> list[tuple[str, str, objec
         out.append(("Accuracy and cost", "", None, "No finished job of a regime's own recipe, so the accuracy and "
                     "cost figures are not drawn" + (" (the grids' jobs have their own figures below)."
                                                     if run.grids else "."), None))
-    for make in RUN_FIGURES if not run.main.empty else []:
-        made = _attempt(problems, f"figure {make.__name__}", _drawn, make, run)
-        if made:
-            out.append(("Accuracy and cost", make.__name__, *made))
+    for section, makers in (("Accuracy and cost", RUN_FIGURES), (STATISTICS_SECTION, STATISTICS_FIGURES)):
+        for make in makers if not run.main.empty else []:
+            made = _attempt(problems, f"figure {make.__name__}", _drawn, make, run)
+            if made:
+                out.append((section, make.__name__, *made))
     for dataset in sorted(set(run.main.dataset)):
         for make in DATASET_FIGURES:
             made = _attempt(problems, f"figure {make.__name__} ({dataset})", _drawn, make, run, dataset)
             if made:
                 out.append((f"Class-conditional features: {dataset}", f"{make.__name__}-{dataset}", *made))
+    for dataset in sorted(set(derived_rows(run).dataset)):
+        made = _attempt(problems, f"figure wise_figure ({dataset})", _drawn, wise_figure, run, dataset)
+        if made and made[0] is not None:
+            out.append((f"Remedies: {dataset}", f"wise-{dataset}", *made))
     for grid in run.grids:
         made = _attempt(problems, f"heatmap of grid {grid['name']}", _drawn, grid_heatmap, run, grid)
         if made:
             out.append((f"Ablation grid: {grid['name']}", f"grid-{grid['name']}", *made))
+        if sweep_axes(grid):  # a data-set axis: where heavy fine-tuning starts to hurt (reports.sweep_figures)
+            made = _attempt(problems, f"heavy − light figure of grid {grid['name']}", _drawn, heavy_minus_light, run,
+                            grid)
+            if made:
+                out.append((f"Ablation grid: {grid['name']}", f"sweep-{grid['name']}", *made))
     numbered, i = [], 0
     for section, stem, fig, caption, png in out:
         if fig is not None:
@@ -371,11 +388,14 @@ def write_report(run: Run) -> tuple[Path, Path]:
     table = summary_table(run)
     grid_tests = {grid["name"]: _attempt(problems, f"paired t-tests of grid {grid['name']}", grid_paired_tests,
                                          run, grid) for grid in run.grids}
+    sweeps = {f"sweep-{grid['name']}": _attempt(problems, f"heavy − light table of grid {grid['name']}", sweep_table,
+                                                run, grid) for grid in run.grids if sweep_axes(grid)}
     tail = _attempt(problems, "tail-class tables", worst_tail_classes, run) or ""
     settings = _attempt(problems, "the hyper-parameter table", hyperparameters, run)
     published = _attempt(problems, "the published-numbers table", published_section, run) or ""
     differences = _attempt(problems, "the differences between regimes", differences_section, run) or ""
     selection = _attempt(problems, "the model-selection table", selection_section, run) or ""
+    remedies = _attempt(problems, "the remedies section", remedies_section, run) or ""
     parts = [f"<h1>ltbench report: {html.escape(run_dir.name)}</h1>",
              f"<p>{len(run.ok)} finished jobs of {len(run.table)} shown; data sets: "
              f"{html.escape(', '.join(sorted(set(run.table.dataset.dropna()))) or 'none')}. "
@@ -401,7 +421,7 @@ def write_report(run: Run) -> tuple[Path, Path]:
         parts.append("<h2>Summary</h2><p>Test accuracy (%), mean over seeds (seeds = n); each measured column's "
                      "sd column is its sample standard deviation over those seeds (ddof = 1; – with one seed); one "
                      "line per recipe of a regime (the brackets name what sets its recipe apart); best per data "
-                     "set in bold.</p>")
+                     f"set in bold. {html.escape(PPT_TEXT)}</p>")
         parts.append(_titled(table, SUMMARY))
         parts += [f'<p class="problems">{html.escape(dataset)}: {html.escape(line)}</p>'
                   for dataset in sorted(set(run.main.dataset)) for line in untested_lines(run, dataset)]
@@ -414,6 +434,7 @@ def write_report(run: Run) -> tuple[Path, Path]:
         parts.append(_titled(summary_table(run, BALANCED, []), BALANCED))
     parts.append(differences)
     parts.append(selection)
+    parts.append(remedies)
     parts.append(published)
     if settings is not None and not settings.empty:
         parts.append("<h2>Hyper-parameters and where they come from</h2>" + html_table(settings))
@@ -423,12 +444,13 @@ def write_report(run: Run) -> tuple[Path, Path]:
             parts.append(f"<h2>{html.escape(name)}</h2>")
             section = name
         if fig is None:
-            parts.append(f'<p class="skipped">{html.escape(caption)}</p>')
+            parts.append(f'<p class="skipped">{html.escape(caption)}</p>' + _sweep_numbers(sweeps, stem))
             continue
         with atomic_file(run_dir / "figures" / f"{stem}.png") as fh:
             fh.write(png)
         parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
                      f'{base64.b64encode(png).decode()}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        parts.append(_sweep_numbers(sweeps, stem.partition("-")[2]))  # a sweep figure's numbers, under it
     for name, tests in grid_tests.items():
         if tests is not None:
             parts.append(f"<h3>{html.escape(name)}: paired t-test over seeds against the first point</h3>")
@@ -467,6 +489,15 @@ def write_report(run: Run) -> tuple[Path, Path]:
         if fig is not None:
             plt.close(fig)
     return html_path, pdf_path
+
+
+def _sweep_numbers(sweeps: dict, stem: str) -> str:
+    """The table of the heavy − light figure `stem` (sweep-NAME), or "" for another figure."""
+    table = sweeps.get(stem)
+    if not isinstance(table, pd.DataFrame):
+        return ""
+    return (f"<h3>{html.escape(stem[len('sweep-'):])}: few-shot accuracy (%), heavy − light</h3>"
+            + html_table(sweep_frame(table)))
 
 
 def worst_tail_classes(run: Run, n: int = 10) -> str:

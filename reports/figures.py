@@ -434,16 +434,18 @@ def grid_heatmap(run: Run, grid: dict):
         return Skip(f"Ablation grid {grid['name']}: no finished job.")
     data = pd.DataFrame(rows)
     data[metric] = pd.to_numeric(data[metric], errors="coerce")
-    axes_names = [a for a in grid["axes"] if len(grid["axes"][a]) > 1] or list(grid["axes"])[:1]
-    first, rest = axes_names[0], axes_names[1:]
-    data["columns"] = data[rest].astype(str).agg(", ".join, axis=1) if rest else metric
-    column_order = sorted(set(data["columns"]), key=lambda c: tuple(
-        numeric_key(v) for v in (c.split(", ") if rest else [c])))
     datasets = sorted(set(data.dataset))
     fig, axes = plt.subplots(len(datasets), 1, figsize=(10, 3.2 * len(datasets)), squeeze=False)
-    seeds = data.dropna(subset=[metric]).groupby(["dataset", first, "columns"]).seed.nunique()
+    seeds = []
     for ax, dataset in zip(axes[:, 0], datasets):
-        cells = data[data.dataset == dataset]
+        cells = data[data.dataset == dataset].copy()
+        own = [a for a in grid["axes"] if a in cells and cells[a].notna().all()]  # not another data set's axis
+        axes_names = [a for a in own if len(grid["axes"][a]) > 1] or own[:1]
+        first, rest = axes_names[0], axes_names[1:]
+        cells["columns"] = cells[rest].astype(str).agg(", ".join, axis=1) if rest else metric
+        column_order = sorted(set(cells["columns"]), key=lambda c: tuple(
+            numeric_key(v) for v in (c.split(", ") if rest else [c])))
+        seeds.append(cells.dropna(subset=[metric]).groupby([first, "columns"]).seed.nunique())
         table = cells.pivot_table(index=first, columns="columns", values=metric, aggfunc="mean")
         if table.empty:  # e.g. few-shot accuracy on a data set without few-shot classes
             ax.text(0.5, 0.5, f"no {metric} values on {dataset}", ha="center", transform=ax.transAxes)
@@ -455,6 +457,7 @@ def grid_heatmap(run: Run, grid: dict):
                         ax=ax, cbar_kws={"label": metric})
         ax.set_title(f"{grid['name']} on {dataset} ({metric}; columns: {', '.join(rest) or '-'})", fontsize=9)
     fig.tight_layout()
+    seeds = pd.concat(seeds)
     n = "0" if seeds.empty else f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
     return fig, (f"Ablation grid {grid['name']}: {metric} accuracy, mean ± sd over seeds (ddof = 1; the mean alone "
                  f"for one seed); n = {n} seeds per cell; numeric axes in numeric order.")

@@ -8,9 +8,9 @@ from pathlib import Path
 from bench.io import write_atomic
 
 from .markdown import SeedStats
-from .paper_table import GROUPS, PaperTable
+from .paper_table import COLUMNS, DIGITS, PaperTable
 
-HEADINGS = {"many": "Many", "medium": "Med.", "few": "Few", "all": "All"}
+HEADINGS = {"many": "Many", "medium": "Med.", "few": "Few", "all": "All", "ppt": "PPT"}
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
            ">": r"\textgreater{}", "|": r"\textbar{}"}
@@ -32,8 +32,9 @@ def _best(table: PaperTable, digits: int) -> set[tuple[str, str, str]]:
     """Per column the cells whose shown mean is the highest (all of them on a tie)."""
     marked = set()
     for dataset in table.datasets:
-        for group in GROUPS:
-            shown = {key: round(s.mean, digits) for key, s in table.cells.items() if key[1:] == (dataset, group)}
+        for column in COLUMNS:
+            shown = {key: round(s.mean, DIGITS.get(column, digits)) for key, s in table.cells.items()
+                     if key[1:] == (dataset, column)}
             marked |= {key for key, value in shown.items() if value == max(shown.values())}
     return marked
 
@@ -56,7 +57,9 @@ def _seeds(table: PaperTable) -> str:
 def caption(table: PaperTable) -> str:
     """What the table shows, over how many seeds, under which protocol(s) and backbone(s)."""
     protocols, backbones = ", ".join(table.protocols), ", ".join(table.backbones)
-    text = escape(f"Test accuracy (%) on the many-, medium- and few-shot classes and on all classes: mean ± sample "
+    text = escape(f"Test accuracy (%) on the many-, medium- and few-shot classes and on all classes, and PPT, "
+                  f"V-PETL Bench's performance-parameter trade-off (top-1 as a fraction times exp(-log10(P/1e7 + 1)), "
+                  f"P the trainable backbone parameters, classifier not counted): mean ± sample "
                   f"sd (ddof = 1) over {_seeds(table)}. Best per column in bold; – where the data set has no class "
                   f"in the group or the row did not run on it. Protocol{'s' * (len(table.protocols) > 1)}: "
                   f"{protocols}. Backbone{'s' * (len(table.backbones) > 1)}: {backbones}.")
@@ -66,21 +69,21 @@ def caption(table: PaperTable) -> str:
 def latex_table(table: PaperTable, digits: int = 1, source: str = "") -> str:
     """The `table` environment; `source` (which runs) goes into its leading comment."""
     best = _best(table, digits)
-    width = len(GROUPS)
+    width = len(COLUMNS)
     lines = [f"% ltbench report{' of ' + source if source else ''}: a booktabs table; the paper's preamble needs "
              f"\\usepackage{{booktabs}}, and \\input{{FILE}} places it.",
              r"\begin{table}[t]", r"\centering", rf"\caption{{{caption(table)}}}", rf"\label{{{LABEL}}}",
              r"\begin{tabular}{l" + "r" * width * len(table.datasets) + "}", r"\toprule",
              " & ".join([""] + [rf"\multicolumn{{{width}}}{{c}}{{{escape(d)}}}" for d in table.datasets]) + r" \\",
              " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(table.datasets))),
-             " & ".join(["Regime"] + [HEADINGS[g] for _ in table.datasets for g in GROUPS]) + r" \\", r"\midrule"]
+             " & ".join(["Regime"] + [HEADINGS[c] for _ in table.datasets for c in COLUMNS]) + r" \\", r"\midrule"]
     for row in table.rows:
         cells = [escape(row)]
         for dataset in table.datasets:
-            for group in GROUPS:
-                stats = table.cells.get((row, dataset, group))
-                number = f"${_number(stats, digits)}$" if stats else EMPTY
-                cells.append(rf"\textbf{{\boldmath {number}}}" if (row, dataset, group) in best else number)
+            for column in COLUMNS:
+                stats = table.cells.get((row, dataset, column))
+                number = f"${_number(stats, DIGITS.get(column, digits))}$" if stats else EMPTY
+                cells.append(rf"\textbf{{\boldmath {number}}}" if (row, dataset, column) in best else number)
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

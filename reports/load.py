@@ -23,7 +23,7 @@ from bench.results import ResultFileError, RunStore, read_statistics
 COLUMNS = ["job_id", "label", "status", "dataset", "regime", "row", "recipe_id", "seed", "lightweight", "protocol",
            "top1", *GROUP_NAMES, "train_top1", *(f"train_{g}" for g in GROUP_NAMES), "trainable_params", "trainable_pct", "epochs", "train_s", "total_s", "num_classes", "train_images_per_s",
            "peak_memory_mb", *CLASS_BALANCED, *CI_COLUMNS, "backbone_trainable_params", "backbone_trainable_pct",
-           "classifier_params"]
+           "classifier_params", "ppt"]
 NUMERIC = COLUMNS[COLUMNS.index("top1"):]
 LISTED = 5  # job labels named in one problem line
 
@@ -104,6 +104,14 @@ class Run:
             return None
         try:
             return read_statistics(self.home(job_id), info["file"], keys, class_means)
+        except ResultFileError as exc:
+            raise self._damaged(job_id, exc) from None
+
+    def predictions(self, job_id: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The job's per-image test arrays of `keys` (bench.results.RunStore.read_predictions). Raises
+        ResultFileError as `result` does."""
+        try:
+            return RunStore(self.home(job_id)).read_predictions(job_id, keys)
         except ResultFileError as exc:
             raise self._damaged(job_id, exc) from None
 

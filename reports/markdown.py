@@ -97,9 +97,13 @@ def untested_lines(run: Run, dataset: str) -> list[str]:
 
 
 def run_markdown(run: Run) -> str:
-    """One table per data set under a line saying what the ± is, and the classes its metrics leave out."""
+    """One table per data set under a line saying what the ± is, and the classes its metrics leave out; then the
+    heavy − light table of each grid with a data-set axis (reports.sweep_figures)."""
+    from .sweep_figures import sweep_markdown  # the figure's module loads pyplot
+
+    sweeps = [text for text in (sweep_markdown(run),) if text]
     if run.main.empty:
-        return "(no results)"
+        return "\n\n".join(sweeps) or "(no results)"
     tables = ["\n\n".join([dataset, markdown_table(run, dataset), *untested_lines(run, dataset)])
               for dataset in sorted(set(run.main.dataset))]
-    return "\n\n".join([f"Mean {SPREAD}; seeds = n.", *tables])
+    return "\n\n".join([f"Mean {SPREAD}; seeds = n.", *tables, *sweeps])

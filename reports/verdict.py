@@ -134,4 +134,17 @@ def verdict(main: pd.DataFrame, dataset: str, stats_gap: dict[str, float | None]
     if ranked:
         lines.append("Train/test feature gap on few-shot classes (pairwise spread, test − train; larger = tail "
                      "training features collapsed more): " + ", ".join(f"{r} {g:+.3f}" for g, r in ranked) + ".")
-    return lines
+    return lines + statistic_findings(rows)
+
+
+def statistic_findings(rows: pd.DataFrame) -> list[str]:
+    """One sentence per feature statistic (Fréchet, NC1, CKA) whose Spearman ρ with few-shot accuracy over the
+    data set's jobs has p < 0.05 with at least 5 jobs (reports.statistics_figures); nothing otherwise."""
+    from .statistics_figures import LEVEL, MIN_JOBS, STATISTICS, correlations, few_shot_target, target_words
+
+    table = correlations(rows)
+    carried = table[(table.n >= MIN_JOBS) & (table.p < LEVEL)]
+    target = target_words(few_shot_target(rows)[1])
+    return [f"Across {int(r.n)} jobs, {STATISTICS[name]} {'rises' if r.rho > 0 else 'falls'} as the {target} rises: "
+            f"Spearman ρ = {r.rho:+.2f}, p = {r.p:.2g} (not corrected for the {len(table)} statistics tested)."
+            for name, r in carried.iterrows()]

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.bootstrap import image_intervals, percentile_interval, seed_interval
+from bench.bootstrap import image_intervals, paired_image_interval, percentile_interval, seed_interval
 
 
 def test_percentile_interval_is_the_central_95_percent():
@@ -54,3 +54,29 @@ def test_seed_interval_against_the_exact_bootstrap_distribution():
     assert seed_interval(values, resamples=20000) == pytest.approx(percentile_interval(np.array(means)), abs=0.5)
     assert seed_interval([70.0, None, float("nan")]) is None  # one usable value: no interval
     assert seed_interval([71.5, 71.5]) == [71.5, 71.5]
+
+
+def test_paired_image_interval_matches_resampling_the_same_images_for_both_jobs():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(5), [40, 30, 12, 9, 6])
+    a, b = rng.random(len(labels)) < 0.6, rng.random(len(labels)) < 0.45
+    b[labels == 4] = a[labels == 4]  # a class both get equally right: it only narrows the interval
+    few = [2, 3, 4]
+    ours = paired_image_interval(a, b, labels, few, resamples=4000)
+    draws = np.random.default_rng(1)
+    by_class = [np.flatnonzero(labels == c) for c in few]
+    textbook = []
+    for _ in range(4000):
+        picked = [draws.choice(images, size=len(images)) for images in by_class]  # one draw for both jobs
+        textbook.append(np.mean([100.0 * (a[i].mean() - b[i].mean()) for i in picked]))
+    assert ours == pytest.approx(percentile_interval(np.array(textbook)), abs=2.0)
+    point = np.mean([100.0 * (a[labels == c].mean() - b[labels == c].mean()) for c in few])
+    assert ours[0] < point < ours[1] and ours == paired_image_interval(a, b, labels, few, resamples=4000)
+
+
+def test_paired_image_interval_edges():
+    labels = np.repeat(np.arange(3), 4)
+    right, wrong = np.ones(12, bool), np.zeros(12, bool)
+    assert paired_image_interval(right, wrong, labels, [0, 1]) == [100.0, 100.0]
+    assert paired_image_interval(right, right, labels, [2]) == [0.0, 0.0]  # the same answers: no spread
+    assert paired_image_interval(right, wrong, labels, [7]) is None  # a class without test images is left out

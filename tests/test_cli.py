@@ -229,13 +229,24 @@ def test_shortened_demo_run_writes_a_complete_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"report: {out.resolve() / 'report.html'}" in printed
     table = pd.read_csv(out / "results.csv")
-    assert sorted(table["regime"]) == sorted(DEMO_REGIMES) and set(table["status"]) == {"ok"}
+    assert sorted(table[table.remedy.isna()]["regime"]) == sorted(DEMO_REGIMES) and set(table["status"]) == {"ok"}
     assert set(table["model"]) == {"ltbench-demo"} and set(table["pretrained"]) == {"bundled"}
+    wise = table[table.remedy.notna()]  # the demo's derived result: WiSE-FT on full fine-tuning, one job per α
+    assert set(wise.remedy) == {"wise"} and set(wise.regime) == {"full"} and len(wise) == 11
     page = (out / "report.html").read_text()
+    assert "<h2>Remedies</h2>" in page and "WiSE-FT" in page
     assert all(regime in page for regime in DEMO_REGIMES) and "missing" not in page.lower()
     assert "The embedded demo ran 9 of ltbench&#x27;s 16 regimes" in page and "Not run: adapter, bitfit, coop" in page
     assert "95% class-bootstrap interval of the difference" in page
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    # the feature statistics' columns (bench.statistics), and their figure
+    main_jobs = table[table.remedy.isna()].set_index("regime")  # not the remedies derived from them
+    statistics = main_jobs[["frechet", "frechet_few", "nc1_train", "nc1_test", "cka_train", "cka_test",
+                            "cka_test_few"]]
+    assert statistics.notna().all().all() and (main_jobs.frechet_undefined >= 0).all()
+    assert (statistics.loc[["zero_shot", "linear_probe"], ["cka_train", "cka_test"]] == 1.0).all().all()  # frozen
+    assert (statistics.loc["full", ["cka_train", "cka_test"]] < 1.0).all()
+    assert "Feature statistics and few-shot accuracy" in page
 
 
 def test_the_demo_runs_the_papers_comparison_and_a_text_side_regime_and_all_runs_every_regime():

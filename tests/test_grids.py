@@ -79,3 +79,24 @@ def test_grid_names_are_unique_in_a_run(tmp_path):
     assert [grid.name for grid in load_grids([first, other])] == ["same", "c"]
     with pytest.raises(OverrideError, match="both named 'same'"):
         plan(Selection(datasets=("synthetic_lt",), grids=(first, second)), Runtime())
+
+
+@pytest.mark.parametrize("axis, message", [
+    ("demo_lt.nope: [1]", r"grid g \(demo_lt\) has no setting 'nope'; settings: .*imbalance_ratio"),
+    ("nope_lt.imbalance_ratio: [1]", r"'nope_lt' is not a data set \(a recipe axis is the field alone"),
+    ("demo_lt.imbalance_ratio: [0.5]", r"grid g \(demo_lt\)\.imbalance_ratio must be >= 1, got 0\.5"),
+    ("cifar100_lt_ir50.imbalance_ratio: [10]",
+     r"cifar100_lt_ir50 is imbalance_ratio=50 by its name, so a grid cannot vary it; vary cifar100_lt"),
+    ("demo_lt.epochs: [1]", r"the epochs are a recipe setting; vary them with an axis 'epochs'"),
+])
+def test_data_set_axes_are_checked_like_set(tmp_path, axis, message):
+    with pytest.raises(OverrideError, match=message):
+        load_grid(_write(tmp_path, f"name: g\nregime: lora\naxes:\n  {axis}\n"))
+
+
+def test_a_data_set_axis_gives_each_data_set_its_own_points(tmp_path):
+    grid = load_grid(_write(tmp_path, "regime: lora\naxes:\n  rank: [2, 4]\n  demo_lt.imbalance_ratio: [10, 50]\n"
+                                      "  synthetic_lt.max_per_class: [30]\n"))
+    assert grid.datasets == ("demo_lt", "synthetic_lt") and not grid.runs_on("cifar100_lt")
+    assert len(grid.points("demo_lt")) == 4 and len(grid.points("synthetic_lt")) == 2
+    assert all("demo_lt.imbalance_ratio" not in point for point in grid.points("synthetic_lt"))

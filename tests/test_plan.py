@@ -236,8 +236,11 @@ def test_the_plan_lists_every_metric_it_picks_on_or_plots(tmp_path):
     grid = _grid(tmp_path, "metric: few\nregime: lora\naxes:\n  rank: [2]\n")
     planned = _plan(regimes=("lora",), grids=(grid,), overrides=VALIDATED, select=("lr=0.01,0.02",),
                     select_metric="many")
-    assert planned.measured == [("--select-metric many", "many", ("validation", "test")),
-                                ("grid g: metric few", "few", ("test",))]
+    assert [measured[:3] for measured in planned.measured] == [
+        ("--select-metric many", "many", ("validation", "test")), ("grid g: metric few", "few", ("test",))]
+    select, grid = planned.measured
+    assert set(select.job_ids) == planned.main_ids and select.group is None and grid.group is None
+    assert set(grid.job_ids) == {member["job_id"] for member in json.loads(planned.grids["g"])["jobs"]}
     assert _plan(regimes=("lora",)).measured == []
 
 
@@ -245,3 +248,51 @@ def test_epochs_reach_a_grid_regime_that_trains(tmp_path):
     grid = _grid(tmp_path, "regime: lora\naxes:\n  rank: [2]\n")
     assert {job.regime: job.recipe.epochs for job in _plan(regimes=("zero_shot",), grids=(grid,), epochs=3).jobs} \
         == {"zero_shot": 0, "lora": 3}
+
+
+def test_a_data_set_axis_plans_one_job_per_point_on_the_points_own_data(tmp_path):
+    grid = _grid(tmp_path, "metric: few\naxes:\n  regime: [full, lora]\n  synthetic_lt.imbalance_ratio: [10, 50]\n")
+    main = _plan(regimes=("lora",))
+    planned = _plan(regimes=("lora",), grids=(grid,), overrides=("synthetic_lt.imbalance_ratio=20",
+                                                                 "synthetic_lt.max_per_class=40"))
+    grid_jobs = [job for job in planned.jobs if job.job_id not in planned.main_ids]
+    assert sorted((job.regime, job.dataset_config.imbalance_ratio) for job in grid_jobs) == [
+        ("full", 10), ("full", 50), ("lora", 10), ("lora", 50)]
+    assert len({job.job_id for job in grid_jobs}) == 4
+    assert all(job.dataset_config.max_per_class == 40 for job in planned.jobs)  # --set reaches the points
+    assert planned.overridden == ("synthetic_lt.imbalance_ratio = 10.0, 50.0 from grid g (overrides --set "
+                                  "synthetic_lt.imbalance_ratio=20)",)
+    record = json.loads(planned.grids["g"])
+    assert {m["job_id"]: float(m["point"]["synthetic_lt.imbalance_ratio"]) for m in record["jobs"]} == {
+        job.job_id: job.dataset_config.imbalance_ratio for job in grid_jobs}
+    assert [m.where for m in planned.measured] == [f"grid g at synthetic_lt.imbalance_ratio={r}: metric few"
+                                                   for r in (10, 50)]
+    assert {m.group for m in planned.measured} == {"g"}
+    assert {job.job_id for job in main.jobs} == {job.job_id for job in _plan(regimes=("lora",), grids=(grid,)).jobs
+                                                 if job.job_id in main.main_ids}  # main jobs keep their ids
+
+
+def test_a_grid_with_data_set_axes_runs_only_on_the_data_sets_it_names(tmp_path):
+    grid = _grid(tmp_path, "regime: lora\naxes:\n  demo_lt.imbalance_ratio: [10, 50]\n")
+    with pytest.raises(OverrideError, match=r"grid g varies options of demo_lt, which is not one of this run's data "
+                                            r"sets \(synthetic_lt\); add it to --datasets"):
+        _plan(grids=(grid,))
+    with pytest.raises(OverrideError, match=r"--datasets synthetic_lt: no job runs on it .*g on demo_lt\); drop it"):
+        _plan(datasets=("synthetic_lt", "demo_lt"), grids=(grid,))
+    planned = _plan(datasets=("synthetic_lt", "demo_lt"), grids=(grid,), regimes=("zero_shot",))
+    assert sorted((job.dataset, job.regime) for job in planned.jobs) == [
+        ("demo_lt", "lora"), ("demo_lt", "lora"), ("demo_lt", "zero_shot"), ("synthetic_lt", "zero_shot")]
+
+
+def test_a_point_without_the_grids_metric_is_said_and_a_grid_without_any_is_refused(tmp_path, caplog):
+    from bench.cli import check_metrics
+
+    small = ("synthetic_lt.max_per_class=30", "synthetic_lt.test_per_class=2")  # ratio 1: no class under 20 images
+    some = _grid(tmp_path, "metric: few\nregime: lora\naxes:\n  synthetic_lt.imbalance_ratio: [1, 10]\n", "some")
+    check_metrics(_plan(grids=(some,), overrides=small), Runtime())
+    assert "grid some at synthetic_lt.imbalance_ratio=1: metric few: the test split of synthetic_lt has no " \
+           "few-shot class" in caplog.text and "its jobs run" in caplog.text
+    assert "imbalance_ratio=10" not in caplog.text
+    none = _grid(tmp_path, "metric: few\nregime: lora\naxes:\n  synthetic_lt.imbalance_ratio: [1]\n", "none")
+    with pytest.raises(OverrideError, match="grid none at synthetic_lt.imbalance_ratio=1: metric few: the test split"):
+        check_metrics(_plan(grids=(none,), overrides=small), Runtime())

@@ -3,7 +3,8 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from bench.statistics import HIST_EDGES, QUANTILES, class_statistics, group_summary, pairwise_spread
+from bench.statistics import (HIST_EDGES, QUANTILES, CrossProducts, class_cka, class_statistics, group_summary,
+                              job_summary, pairwise_spread, pooled_cka)
 
 
 def _features(n_per_class, spread, seed, dim=16, classes=3):
@@ -47,11 +48,38 @@ def test_pairwise_spread_is_unbiased_where_the_mean_based_one_is_not():
     assert np.isnan(pairwise_spread(big[:1], y_big[:1], 1)[0])  # one image: no pair
 
 
+def _cka(x, y):
+    """Linear CKA as Kornblith et al. write it: ‖ỸᵀX̃‖² / (‖X̃ᵀX̃‖ ‖ỸᵀỸ‖), float64, centred columns."""
+    x, y = x - x.mean(0), y - y.mean(0)
+    return np.sum((y.T @ x) ** 2) / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def _pinv(matrix):
+    """The pseudo-inverse on the eigen-directions above 1e-10 of the largest (the rank is clear-cut in the tests)."""
+    w, v = np.linalg.eigh(matrix)
+    keep = w > 1e-10 * w.max()
+    return v[:, keep] / w[keep] @ v[:, keep].T
+
+
+def _nc1(f, y, num_classes):
+    """Per class Tr(Σ_c Σ_B^†)/K over the K classes with two images or more, Σ_c = np.cov(bias=True)."""
+    kept = [c for c in range(num_classes) if (y == c).sum() >= 2]
+    means = np.stack([f[y == c].mean(0) for c in kept])
+    precision = _pinv(np.cov(means.T, bias=True))
+    out = np.full(num_classes, np.nan)
+    for c in kept:
+        out[c] = np.trace(np.cov(f[y == c].T, bias=True) @ precision) / len(kept)
+    return out
+
+
 def _reference(features, labels, num_classes, frozen):
     """The statistics computed the plain way, whole float64 matrices at once, class by class."""
     out, values = {}, {}
     for split in ("train", "test"):
         f, y = features[split].double().numpy(), labels[split].numpy()
+        out[f"{split}_nc1"] = _nc1(f, y, num_classes)
+        out[f"{split}_class_cka"] = np.array([_cka(f[y == c], frozen[split].double().numpy()[y == c])
+                                              if (y == c).sum() >= 3 else np.nan for c in range(num_classes)])
         means = np.full((num_classes, f.shape[1]), np.nan)
         spread, per_class = np.empty(len(y)), []
         for c in range(num_classes):
@@ -81,6 +109,11 @@ def _reference(features, labels, num_classes, frozen):
                                        for a, b in zip(values["train"], values["test"])])
     for key in ("mean", "pairwise"):
         out[f"gap_{key}"] = out[f"test_{key}_spread"] - out[f"train_{key}_spread"]
+    f, y = ({s: t[s].double().numpy() for s in ("train", "test")} for t in (features, labels))
+    out["frechet"] = np.array([np.sum((f["train"][y["train"] == c].mean(0) - f["test"][y["test"] == c].mean(0)) ** 2)
+                               + np.sum((f["train"][y["train"] == c].std(0) - f["test"][y["test"] == c].std(0)) ** 2)
+                               if min((y["train"] == c).sum(), (y["test"] == c).sum()) >= 2 else np.nan
+                               for c in range(num_classes)])
     return out
 
 
@@ -107,3 +140,95 @@ def test_chunked_statistics_equal_the_whole_matrix_computation(dtype):
     unchunked = class_statistics(features, labels, num_classes, frozen)  # one chunk
     for key, value in unchunked.items():
         np.testing.assert_allclose(stats[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def _one_class_cka(x, y, chunk_rows=7):
+    """CKA of all rows by the three routes: per class (one class), pooled over the split and over one group."""
+    labels = torch.zeros(len(x), dtype=torch.long)
+    per_class = class_cka(x, y, labels, 1, chunk_rows=chunk_rows)[0]
+    pooled = pooled_cka({"test": x, "train": x[:0]}, {"test": labels, "train": labels[:0]},
+                        {"test": y, "train": y[:0]}, {"few": np.array([0])}, 1, chunk_rows=chunk_rows)["test"]
+    return per_class, pooled["all"], pooled["few"]
+
+
+@pytest.mark.parametrize("rows", [6, 40])  # the Gram form below D = 12 images, cross products in chunks above
+def test_linear_cka_equals_the_direct_formula_and_has_its_invariances(rows):
+    g = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, 12, generator=g, dtype=torch.float64) + 3.0  # off-centre: centring matters
+    y = x @ torch.randn(12, 9, generator=g, dtype=torch.float64)
+    y += torch.randn(rows, 9, generator=g, dtype=torch.float64)
+    expected = _cka(x.numpy(), y.numpy())
+    np.testing.assert_allclose(_one_class_cka(x, y), expected, rtol=1e-10)
+    np.testing.assert_allclose(_one_class_cka(x, x.clone()), 1.0, rtol=1e-12)  # Y = X, computed
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
+    np.testing.assert_allclose(_one_class_cka(x @ q, y), expected, rtol=1e-10)  # orthogonal transform
+    np.testing.assert_allclose(_one_class_cka(x, 7.5 * y), expected, rtol=1e-10)  # isotropic scaling
+    stretched = x @ torch.diag(torch.logspace(-1, 1, 12, dtype=torch.float64))  # a general linear map
+    assert abs(_one_class_cka(stretched, y)[0] - expected) > 0.01
+    assert abs(_one_class_cka(stretched, x)[0] - 1.0) > 0.01
+
+
+def test_cka_is_one_for_the_same_tensor_and_nan_below_three_images():
+    x = torch.randn(10, 4)
+    labels = torch.tensor([0] * 2 + [1] * 8)
+    np.testing.assert_equal(class_cka(x, x, labels, 3), [np.nan, 1.0, np.nan])  # a frozen tower: 1, not computed
+    assert np.isnan(class_cka(x, torch.randn(10, 4), labels, 3)[0])
+    cka = pooled_cka({"train": x, "test": x}, {"train": labels, "test": labels}, {"train": x, "test": x},
+                     {"few": np.array([0]), "many": np.array([1])}, 3)
+    assert cka["test"]["all"] == cka["test"]["many"] == 1.0 and np.isnan(cka["test"]["few"])  # 2 images
+
+
+def test_pooled_cka_over_groups_matches_the_rows_of_their_classes():
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 6, (150,), generator=g)
+    x, y = torch.randn(150, 5, generator=g), torch.randn(150, 5, generator=g)
+    y += 2 * x
+    groups = {"many": np.array([0, 1]), "few": np.array([2, 4]), "medium": np.array([], dtype=int)}
+    cka = pooled_cka({"train": x, "test": x[:4]}, {"train": labels, "test": labels[:4]}, {"train": y, "test": y[:4]},
+                     groups, 6, chunk_rows=16)["train"]
+    xn, yn, yl = x.double().numpy(), y.double().numpy(), labels.numpy()
+    np.testing.assert_allclose(cka["all"], _cka(xn, yn), rtol=1e-10)  # class 3 and 5 are in no group, but in "all"
+    for name in ("many", "few"):
+        rows = np.isin(yl, groups[name])
+        np.testing.assert_allclose(cka[name], _cka(xn[rows], yn[rows]), rtol=1e-10)
+    assert np.isnan(cka["medium"])
+    with pytest.raises(ValueError, match="must not share a class"):
+        pooled_cka({"train": x, "test": x}, {"train": labels, "test": labels}, {"train": y, "test": y},
+                   {"a": np.array([0, 1]), "b": np.array([1])}, 6)
+
+
+def test_cross_products_of_one_shift_add_up():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 3, generator=g, dtype=torch.float64), torch.randn(30, 2, generator=g, dtype=torch.float64)
+    whole, first, second = CrossProducts(), CrossProducts(x[:5].mean(0), y[:5].mean(0)), None
+    whole.add(x.clone(), y.clone())
+    second = CrossProducts(first.shift_x, first.shift_y)
+    first.add(x[:12].clone(), y[:12].clone())
+    second.add(x[12:].clone(), y[12:].clone())
+    assert first.merge(second).n == 30
+    np.testing.assert_allclose(first.merge(second).cka(), whole.cka(), rtol=1e-12)
+    with pytest.raises(ValueError, match="different shifts"):
+        whole.merge(first)
+
+
+def test_nc1_is_zero_for_collapsed_classes_and_the_summaries_count_classes_without_a_frechet_distance():
+    g = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(4, 6, generator=g)
+    labels = {"train": torch.tensor([0] * 5 + [1] * 4 + [2] * 3 + [3]), "test": torch.tensor([0, 0, 1, 1, 2, 3, 3])}
+    collapsed = {s: centres[y] for s, y in labels.items()}  # every image on its class mean
+    stats = class_statistics(collapsed, labels, 4)
+    np.testing.assert_allclose(stats["train_nc1"][:3], 0.0, atol=1e-12)
+    assert np.isnan(stats["train_nc1"][3]) and np.isnan(stats["test_nc1"][2])  # one image: no covariance
+    noisy = {s: f + 0.1 * torch.randn(f.shape, generator=g) for s, f in collapsed.items()}
+    assert (class_statistics(noisy, labels, 4)["train_nc1"][:3] > 1e-4).all()
+    one_point = {s: torch.ones(len(y), 6) for s, y in labels.items()}
+    assert np.isnan(class_statistics(one_point, labels, 4)["train_nc1"]).all()  # no between-class spread: undefined
+    # class 2 has one test image, class 3 one training image: no Fréchet distance, counted, never 0
+    assert np.isnan(stats["frechet"][[2, 3]]).all() and np.isfinite(stats["frechet"][:2]).all()
+    groups = {"many": np.array([0, 1]), "few": np.array([2, 3])}
+    summary = group_summary(stats, groups)
+    assert summary["few"]["frechet"] is None and summary["few"]["frechet_undefined"] == 2
+    assert summary["many"]["frechet_undefined"] == 0 and "train_cka" not in summary["many"]
+    job = job_summary(stats)
+    assert job["frechet_undefined"] == 2 and job["frechet"] == pytest.approx(np.mean(stats["frechet"][:2]))
+    assert job["train_nc1"] == pytest.approx(0.0, abs=1e-12)

@@ -78,7 +78,8 @@ def test_metadata_names_the_job_and_the_json_records_the_file(runs):
     path = run_dir / record["file"]
     assert record["file"] == f"weights/{job.job_id}.safetensors"
     assert record["bytes"] == path.stat().st_size and record["content"] == "trainable"
-    assert record["tensors"] == len(result.params["trainable_tensors"]) and record["initial_tensors"] == 1
+    assert record["tensors"] == len(result.params["trainable_tensors"])
+    assert record["initial_tensors"] == len(result.params["trainable_tensors"])  # the head's and every LoRA tensor's
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
     assert meta["job_id"] == job.job_id and meta["regime"] == "lora" and meta["content"] == "trainable"

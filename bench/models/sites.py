@@ -38,3 +38,16 @@ class Attachable(nn.Module):
 
     def _transform(self, site: str, x):
         return self.tuners[site](x) if site in self.tuners else x
+
+
+def attached_modules(model: nn.Module) -> list[tuple[str, Attachable, str]]:
+    """(name prefix, host, site) of every module a regime attached anywhere in `model`: its tensors are named
+    `prefix + their name in the module`."""
+    return [(f"{name}.tuners.{site}." if name else f"tuners.{site}.", host, site)
+            for name, host in model.named_modules() if isinstance(host, Attachable) for site in host.tuners]
+
+
+def attached_parameters(model: nn.Module) -> list[str]:
+    """The names of the trainable tensors of every attached module: the tensors a regime injected."""
+    return [prefix + name for prefix, host, site in attached_modules(model)
+            for name, param in host.tuners[site].named_parameters() if param.requires_grad]

@@ -1,10 +1,11 @@
-"""`python -m bench.perf.statistics`: time and peak memory of the class statistics at the real dataset sizes.
+"""`python -m bench.perf.statistics`: time and peak memory of the feature statistics at the real dataset sizes.
 
 Per size, random float32 features of the real train and test counts and class numbers, long-tail train labels
 (from the largest to the smallest class count of the real split, fitted to its total) and equal test counts per
-class, with frozen reference features of the same shape, as the engine passes them. Each size runs in a fresh
+class, with pretrained reference features of the same shape (other numbers: a tower that trains, so that the
+CKA is computed), as the engine passes them, and the split's many/medium/few groups. Each size runs in a fresh
 process, so that its peak RSS (a high-water mark) is its own: the figure is the growth of that mark over the
-call to `class_statistics`, taken after the inputs are allocated.
+call to `summarised_statistics` (every statistic of bench.statistics), taken after the inputs are allocated.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.groups import ClassGroups
 from bench.io import atomic_file
-from bench.statistics import class_statistics
+from bench.statistics import summarised_statistics
 from bench.text_table import format_table
 
 
@@ -66,12 +68,13 @@ def inputs(size: Size, dim: int, seed: int = 0) -> tuple[dict, dict, dict]:
 
 
 def measure(name: str, dim: int = 768) -> dict:
-    """Wall time and peak RSS growth (MB) of one `class_statistics` call at size `name`, in this process."""
+    """Wall time and peak RSS growth (MB) of one `summarised_statistics` call at size `name`, in this process."""
     size = SIZES[name]
     features, labels, frozen = inputs(size, dim)
+    groups = ClassGroups.from_counts(np.bincount(labels["train"].numpy(), minlength=size.classes)).as_dict()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
     start = time.perf_counter()
-    class_statistics(features, labels, size.classes, frozen)
+    summarised_statistics(features, labels, size.classes, frozen, groups)
     seconds = time.perf_counter() - start
     extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     return {"size": name, "train": size.train, "test": size.test, "classes": size.classes, "dim": dim,

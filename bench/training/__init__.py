@@ -1,5 +1,5 @@
 """Jobs, recipes, losses and the training engine."""
-from .job import Job, Runtime
+from .job import Derivation, Job, Runtime
 from .recipe import Recipe
 
-__all__ = ["Job", "Recipe", "Runtime"]
+__all__ = ["Derivation", "Job", "Recipe", "Runtime"]

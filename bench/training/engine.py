@@ -9,6 +9,7 @@ import open_clip
 import torch
 
 import bench
+from bench.block_similarity import block_cka
 from bench.data import DataError, build_dataset, check_images
 from bench.evaluation import classification_metrics, top_predictions
 from bench.features import PretrainedTower, features, frozen_tower
@@ -17,8 +18,8 @@ from bench.models.backbone import activation_of, input_size, load_backbone
 from bench.models.head_init import initialise_head
 from bench.models.heads import TextClassifier
 from bench.registry import get_regime
-from bench.statistics import class_statistics, group_summary
-from bench.weights import initial_classifier, nothing_to_save, save_weights
+from bench.statistics import summarised_statistics
+from bench.weights import initial_tensors, nothing_to_save, save_weights
 from bench.tracking import JobTrackers, open_trackers
 
 from .checkpoint import EpochCheckpoint
@@ -30,7 +31,7 @@ from .precision import peak_memory_mb, seed_everything
 log = logging.getLogger(__name__)
 
 
-def _data(job: Job):
+def job_data(job: Job):
     """The job's data set, refused when its files changed since the job was planned."""
     data = build_dataset(job.dataset_config, job.runtime.data_root, job.runtime.download)
     if job.data_fingerprint and check_images(data) != job.data_fingerprint:
@@ -50,21 +51,47 @@ def evaluate(model, data, split: str, view: str, ctx: JobContext) -> tuple[dict,
             {**extracted, "predictions": preds, "top_logits": top_logits})
 
 
+def evaluate_splits(model, data, view: str, ctx: JobContext) -> tuple[dict, dict]:
+    """Metrics of the test split and, where the data set has one, of the validation split (the split that picks
+    among candidates, seen as the test split is); and each split's features and predictions."""
+    metrics, extracted = {}, {}
+    for split in ("test", "val") if data.val is not None else ("test",):
+        metrics[split], extracted[split] = evaluate(model, data, split, view, ctx)
+    return metrics, extracted
+
+
 def feature_statistics(model, data, test: dict, train: dict, ctx: JobContext) -> dict:
     """Class-conditional statistics of single-crop features, train against test, with the pretrained tower's
-    as the reference (the tower itself when it is frozen); the per-class arrays go to the run store."""
+    as the reference (the tower itself when it is frozen); the per-class arrays go to the run store. A tower that
+    trains is also compared with the pretrained one block by block on the test split (`blocks`)."""
     start = time.perf_counter()
     tuned = {"train": train["features"][:, 0], "test": test["features"][:, 0]}
     labels = {"train": train["labels"], "test": test["labels"]}
-    reference = tuned
+    reference, tower = tuned, None
     if not frozen_tower(model):
         tower = PretrainedTower(ctx, input_size(model.visual))
         reference = {split: features(tower, data, split, "test", ctx)["features"][:, 0] for split in ("train", "test")}
-    stats = class_statistics(tuned, labels, data.num_classes, reference)
-    summary = {"groups": group_summary(stats, data.groups.as_dict()), "seconds": time.perf_counter() - start}
+    stats, summary = summarised_statistics(tuned, labels, data.num_classes, reference, data.groups.as_dict())
+    summary["seconds"] = time.perf_counter() - start
+    if tower is not None:
+        summary["blocks"] = block_cka(model, tower, data, "test", ctx)
     if ctx.store:
         summary["file"] = ctx.store.save_statistics(ctx.job.job_id, stats)
     return summary
+
+
+def cache_features(model, data, evaluated: dict, trained: dict | None, ctx: JobContext) -> dict:
+    """Write what a posthoc child job reads (bench.derived.posthoc): the tuned tower's features of the training
+    images (one centre crop, no augmentation) and of the test and validation images (as evaluated: every TTE
+    crop), with the trained head; the result's `features` record."""
+    from bench.remedies.cached import save_cached_features
+
+    train = trained if trained is not None else features(model, data, "train", "test", ctx)
+    splits = {"train": (train["features"][:, 0], train["labels"]),
+              **{split: (extracted["features"], extracted["labels"]) for split, extracted in evaluated.items()}}
+    path = ctx.store.features_path(ctx.job.job_id)
+    record = save_cached_features(path, ctx.job.job_id, splits, model.head)
+    return {"file": path.relative_to(ctx.store.run_dir).as_posix(), **record}
 
 
 def classifier_tensors(model) -> list[str]:
@@ -110,7 +137,12 @@ def data_wait_share(history: list[dict]) -> float | None:
 
 def train(job: Job) -> JobResult:
     """Build, train (resuming from a checkpoint), evaluate and measure one job; its trackers (--log), when it
-    has any, get its curves and end its run with its status, final metrics and resolved sizes."""
+    has any, get its curves and end its run with its status, final metrics and resolved sizes. A derived job
+    (bench.derived) runs its remedy on its parents' results instead."""
+    if job.derived is not None:
+        from bench.derived import run_derived
+
+        return run_derived(job)
     trackers = open_trackers(job)
     if trackers is None:
         return _train(job, None)
@@ -129,7 +161,7 @@ def train(job: Job) -> JobResult:
 def _train(job: Job, trackers: JobTrackers | None) -> JobResult:
     start = time.perf_counter()
     ctx = JobContext.create(job)
-    data = _data(job)
+    data = job_data(job)
     regime = get_regime(job.regime)
     seed_everything(job.seed)
     backbone = load_backbone(job.model, job.pretrained, data.classnames, ctx.device, cache=ctx.cache, seed=job.seed,
@@ -140,7 +172,7 @@ def _train(job: Job, trackers: JobTrackers | None) -> JobResult:
     initialise_head(model, data, recipe, ctx)  # class_mean / linear_probing: from features through the tuned tower
     params = parameter_share(model)
     saving = bool(ctx.store and job.runtime.save_weights and regime.trains)
-    initial = initial_classifier(model, classifier_tensors(model)) if saving else {}
+    initial = initial_tensors(model, classifier_tensors(model)) if saving else {}
     setup_s = time.perf_counter() - start
     log.info("%s: %d trainable parameters: %d of the backbone (%.3f%%) and %d of the classifier; %d epochs on %s/%s",
              job.label, params["trainable"], params["backbone_trainable"], params["backbone_trainable_pct"],
@@ -157,16 +189,18 @@ def _train(job: Job, trackers: JobTrackers | None) -> JobResult:
         weights = nothing_to_save(job.regime)
 
     view = "tte" if recipe.tte else "test"
-    metrics, statistics = {}, None
-    metrics["test"], tested = evaluate(model, data, "test", view, ctx)
-    if data.val is not None:  # the split that picks among candidates (--select), seen as the test split is
-        metrics["val"], _ = evaluate(model, data, "val", view, ctx)
+    statistics = None
+    metrics, evaluated = evaluate_splits(model, data, view, ctx)
+    tested = evaluated["test"]
+    trained = None
     if job.runtime.train_eval:
         metrics["train"], trained = evaluate(model, data, "train", "test", ctx)
         single_crop = tested if view == "test" else features(model, data, "test", "test", ctx)  # as the papers'
         statistics = feature_statistics(model, data, single_crop, trained, ctx)
-    predictions = ctx.store.save_predictions(job.job_id, {"test": tested["predictions"],
-                                                          "test_logit": tested["top_logits"]}) if ctx.store else None
+    cached = cache_features(model, data, evaluated, trained, ctx) if ctx.store and job.runtime.save_features else None
+    per_image = {"test": tested["predictions"], "test_logit": tested["top_logits"],
+                 "test_label": tested["labels"].numpy()}  # the labels: paired image bootstraps (reports.sweeps)
+    predictions = ctx.store.save_predictions(job.job_id, per_image) if ctx.store else None
     return JobResult(
         job_id=job.job_id, label=job.label, config=job.config(),
         runtime={**dataclasses.asdict(job.runtime), "device": str(ctx.device), "precision": ctx.precision,
@@ -174,7 +208,7 @@ def _train(job: Job, trackers: JobTrackers | None) -> JobResult:
         dataset=data.summary(), split_fingerprint=data.fingerprint, hparam_sources=job.hparam_sources,
         activation=activation_of(backbone.visual), resolved=_resolved(job.recipe, recipe),
         metrics=metrics, statistics=statistics,
-        params=params, weights=weights, predictions=predictions,
+        params=params, weights=weights, predictions=predictions, features=cached,
         epochs=recipe.epochs, history=history,
         timings={"setup_s": setup_s, "train_s": train_s,
                  "train_images_per_s": (sum(h["images_per_s"] for h in history) / len(history) if history else None),

@@ -36,6 +36,31 @@ class Runtime:
     plugins: tuple[str, ...] = ()  # --plugin files (absolute paths) and modules, imported wherever the job unpickles
     tracking: TrackingOptions = field(default_factory=TrackingOptions)  # --log: experiment trackers of each job
     save_weights: Optional[str] = None  # --save-weights: trainable | all, written to weights/<id>.safetensors
+    save_features: bool = False  # features/<id>.safetensors: what a posthoc child job (bench.derived) reads
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What makes a job a derived one (bench.derived): a remedy applied to finished parent jobs, not a training
+    run. `variant` names its form (wise; uniform_soup | greedy_soup; tau_norm | logit_adjust | crt | lws), `value`
+    its α or τ where it has one (named by `value_name`), `settings` every other resolved value that changes its
+    numbers."""
+
+    method: str  # the remedy: wise | soup | posthoc
+    variant: str
+    parents: tuple[str, ...]  # job ids, in the run folder of the derived job
+    value_name: str = ""  # alpha | tau
+    value: Optional[float] = None
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    def record(self) -> dict:
+        return {"method": self.method, "variant": self.variant, "value_name": self.value_name, "value": self.value,
+                "settings": dict(self.settings), "parents": list(self.parents)}
+
+    @property
+    def name(self) -> str:
+        """wise(alpha=0.5), greedy_soup, logit_adjust(tau=1): how labels and report rows name it."""
+        return self.variant if self.value is None else f"{self.variant}({self.value_name}={self.value:g})"
 
 
 @dataclass(frozen=True)
@@ -53,11 +78,13 @@ class Job:
     runtime: Runtime = field(default_factory=Runtime, compare=False)
     hparam_sources: dict = field(default_factory=dict, compare=False)  # recipe field -> where its value came from
     plugins: tuple[tuple[str, str], ...] = ()  # (name, sha256) of the plugins its regime, data set or loss come from
+    derived: Optional[Derivation] = None  # a remedy on finished parent jobs (bench.derived); None: a training run
 
     def config(self) -> dict:
         """Everything that determines the result (the job id hashes exactly this): changed data, another
         activation, another recipe or an edited plugin is another job, never a reused result. Jobs without a
-        plugin part have no "plugins" key, so their ids are what they were before plugins existed."""
+        plugin part have no "plugins" key (and jobs that train no "derived" key), so their ids are what they were
+        before those existed."""
         return {
             "dataset": self.dataset,
             "dataset_config": {"type": type(self.dataset_config).__name__,
@@ -71,6 +98,7 @@ class Job:
             "quick_gelu": self.quick_gelu,
             "seed": self.seed,
             **({"plugins": [{"name": name, "sha256": sha} for name, sha in self.plugins]} if self.plugins else {}),
+            **({"derived": self.derived.record()} if self.derived else {}),
         }
 
     @property
@@ -80,7 +108,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.dataset}/{self.regime}/seed{self.seed}"
+        base = f"{self.dataset}/{self.regime}/seed{self.seed}"
+        return f"{base}/{self.derived.name}" if self.derived else base
 
     def __reduce__(self):
         """Pickled with its plugin specs ahead of its fields, which may hold a plugin's classes (a recipe, a data

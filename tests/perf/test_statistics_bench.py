@@ -22,9 +22,10 @@ def test_inputs_have_the_real_shapes_and_equal_test_counts():
 def test_measure_times_a_tiny_size_and_the_table_lists_it(monkeypatch):
     monkeypatch.setitem(SIZES, "tiny", Size(train=200, test=40, classes=5, most=80, fewest=3))
     calls = []
-    monkeypatch.setattr(perf, "class_statistics", lambda *args: calls.append(args) or {})
+    monkeypatch.setattr(perf, "summarised_statistics", lambda *args: calls.append(args) or ({}, {}))
     row = measure("tiny", dim=8)
     assert calls and calls[0][0]["train"].shape == (200, 8) and calls[0][3]["test"].shape == (40, 8)
+    assert sorted(calls[0][4]) == ["few", "many", "medium"] and sum(map(len, calls[0][4].values())) == 5
     assert {k: row[k] for k in ("size", "train", "test", "classes", "dim")} == {
         "size": "tiny", "train": 200, "test": 40, "classes": 5, "dim": 8}
     assert row["seconds"] >= 0 and row["peak_extra_mb"] >= 0

@@ -7,11 +7,11 @@ import subprocess
 from reports import build
 from reports.latex import escape, latex_table
 from reports.markdown import SeedStats
-from reports.paper_table import GROUPS, PaperTable, paper_table
+from reports.paper_table import COLUMNS, DIGITS, PaperTable, paper_table
 from tests.reports.test_paper_table import (DATASETS, ROWS, expected, merged,  # noqa: F401 - a fixture:
                                           studies)
 
-CELL = re.compile(r"^(\\textbf\{\\boldmath )?(?:\$(-?\d+\.\d)(?: \\pm (\d+\.\d))?\$|--)\}?$")
+CELL = re.compile(r"^(\\textbf\{\\boldmath )?(?:\$(-?\d+\.\d+)(?: \\pm (\d+\.\d+))?\$|--)\}?$")
 
 
 def balanced(text: str) -> bool:
@@ -42,15 +42,15 @@ def test_latex_structure_bold_caption_and_numbers(studies, capsys):
     tex = latex_of(studies, capsys)
     assert balanced(tex)
     for command in (r"\toprule", r"\midrule", r"\bottomrule", r"\label{tab:ltbench}", r"\begin{tabular}{l" +
-                    "r" * 4 * len(DATASETS) + "}"):
+                    "r" * 5 * len(DATASETS) + "}"):
         assert tex.count(command) == 1, command
-    assert [escape(d) for d in DATASETS] == re.findall(r"\\multicolumn\{4\}\{c\}\{([^}]*)\}", tex)
-    assert re.findall(r"\\cmidrule\(lr\)\{(\d+)-(\d+)\}", tex) == [("2", "5"), ("6", "9")]
+    assert [escape(d) for d in DATASETS] == re.findall(r"\\multicolumn\{5\}\{c\}\{([^}]*)\}", tex)
+    assert re.findall(r"\\cmidrule\(lr\)\{(\d+)-(\d+)\}", tex) == [("2", "6"), ("7", "11")]
     header = next(line for line in tex.splitlines() if line.startswith("Regime &"))
-    assert header.removesuffix(r" \\").split(" & ")[1:] == ["Many", "Med.", "Few", "All"] * len(DATASETS)
+    assert header.removesuffix(r" \\").split(" & ")[1:] == ["Many", "Med.", "Few", "All", "PPT"] * len(DATASETS)
     rows = body_rows(tex)
     assert [r[0] for r in rows] == [escape(label) for label in sorted(ROWS)]
-    columns = [(d, g) for d in DATASETS for g in GROUPS]
+    columns = [(d, g) for d in DATASETS for g in COLUMNS]
     shown = {}
     for label, cells in zip(sorted(ROWS), rows):
         assert len(cells) == 1 + len(columns)
@@ -60,7 +60,9 @@ def test_latex_structure_bold_caption_and_numbers(studies, capsys):
             if want is None:
                 assert cell.endswith("--")
                 continue
-            assert mean == f"{want[0]:.1f}" and (sd == f"{want[1]:.1f}" if want[1] is not None else sd is None)
+            digits = DIGITS.get(group, 1)  # PPT to 2 digits, accuracies to 1
+            assert mean == f"{want[0]:.{digits}f}" and (sd == f"{want[1]:.{digits}f}" if want[1] is not None
+                                                        else sd is None)
             shown[label, dataset, group] = (float(mean), bool(bold))
     for column in columns:
         values = {label: v for (label, *key), v in shown.items() if tuple(key) == column}
@@ -100,7 +102,7 @@ def test_latex_compiles(studies, tmp_path):
     odd = "my_regime [loss=50%&more, lr=1e-3] {#1} ~^\\"  # every special character in a row label
     special = latex_table(PaperTable([odd], ["data_set#2"], {(odd, "data_set#2", "all"): SeedStats(50.0, 1.5, 2)},
                                      {(odd, "data_set#2"): 2}, ["p&q"], ["m_1 (x$y)"]))
-    assert balanced(tex) and balanced(special) and len(body_rows(special)[0]) == 5
+    assert balanced(tex) and balanced(special) and len(body_rows(special)[0]) == 1 + len(COLUMNS)
     if not shutil.which("pdflatex"):
         return  # parsed here and above; compiled where TeX is installed
     (tmp_path / "table.tex").write_text(tex)

@@ -10,7 +10,8 @@ import pytest
 from reports import build
 from reports.load import load_run
 from reports.merge import merge_runs
-from reports.paper_table import GROUPS, paper_table, wide_frame
+from bench.ppt import ppt
+from reports.paper_table import COLUMNS, paper_table, wide_frame
 from tests.reports.test_rows import plan, result, write_jobs
 
 # row label -> (regime, model): the rows the two studies below make
@@ -23,6 +24,7 @@ DATASETS = ("cifar100_lt", "synthetic_lt")
 def _job(regime: str, seed: int, dataset: str, few: float, model: str = "ltbench-tiny") -> dict:
     r = result(regime, seed, dataset=dataset, few=few)
     r["config"]["model"] = model
+    r["params"]["backbone_trainable"] = 178_236 if regime == "lift_plus" else 0  # PPT: accuracy × a parameter factor
     r["job_id"] = f"{abs(hash((regime, seed, dataset, model))):016x}"[:16]
     if dataset == "cifar100_lt":  # a data set with no medium-shot class: no number, never a 0
         r["metrics"]["test"]["medium"] = None
@@ -46,9 +48,11 @@ def studies(tmp_path_factory) -> dict:
 
 
 def expected(jobs: dict, row: str, dataset: str, group: str) -> tuple[float, float | None, int] | None:
-    """Mean, sd and seeds of a cell recomputed from the job JSONs with the standard library."""
+    """Mean, sd and seeds of a cell recomputed from the job JSONs with the standard library (PPT from each job's
+    top-1 and backbone parameters)."""
     regime, model = ROWS[row]
-    values = [j["metrics"]["test"][GROUPS[group]] for j in jobs.values()
+    values = [ppt(j["metrics"]["test"]["top1"], j["params"]["backbone_trainable"]) if group == "ppt" else
+              j["metrics"]["test"][COLUMNS[group]] for j in jobs.values()
               if (j["config"]["regime"], j["config"]["model"], j["config"]["dataset"]) == (regime, model, dataset)]
     values = [v for v in values if v is not None]
     if not values:
@@ -68,7 +72,7 @@ def test_the_table_holds_the_job_jsons_numbers_each_job_once(studies):
     assert ("linear_probe [model=RN50] (study_b)", "cifar100_lt") not in table.seeds
     for row in ROWS:
         for dataset in DATASETS:
-            for group in GROUPS:
+            for group in COLUMNS:
                 want, got = expected(studies["jobs"], row, dataset, group), table.cells.get((row, dataset, group))
                 assert (got is None) == (want is None), (row, dataset, group)
                 if want:

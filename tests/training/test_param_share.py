@@ -60,7 +60,10 @@ def test_result_rows_carry_the_share_and_old_results_leave_it_empty():
     params = {"trainable": 110, "backbone": 1000, "trainable_pct": 11.0, "backbone_trainable": 10, "classifier": 100,
               "backbone_trainable_pct": 1.0}
     row = JobResult("a", "a", {}, params=params).to_row()
-    assert list(ROW_COLUMNS)[-3:] == ["backbone_trainable_params", "backbone_trainable_pct", "classifier_params"]
+    columns = list(ROW_COLUMNS)  # appended after the columns of earlier results.csv files, which keep their places
+    start = columns.index("backbone_trainable_params")
+    assert columns[start:start + 3] == ["backbone_trainable_params", "backbone_trainable_pct", "classifier_params"]
+    assert columns[start - 1] == "few_ci_high"
     assert (row["backbone_trainable_params"], row["backbone_trainable_pct"], row["classifier_params"]) == (10, 1.0, 100)
     assert row["trainable_params"] == 110 and row["trainable_pct"] == 11.0
     old = JobResult("b", "b", {}, params={"trainable": 5, "backbone": 10, "trainable_pct": 50.0}).to_row()
