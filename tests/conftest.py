@@ -33,6 +33,8 @@ SLOWEST_FILES = (
     "tests/reports/test_load.py",
     "tests/test_bad_inputs.py",
     "tests/test_fixed_run.py",
+    "tests/derived/test_derived.py",
+    "tests/remedies/test_wise.py",
 )
 
 

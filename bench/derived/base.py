@@ -119,7 +119,7 @@ def evaluate_head(head: torch.nn.Module, splits: dict[str, tuple[torch.Tensor, t
         metrics[key] = {**classification_metrics(preds, labels.numpy(), train_counts),
                         "seconds": time.perf_counter() - start, "tte": features.shape[1] > 1}
         if split == "test":
-            tested = {"predictions": preds, "top_logits": top}
+            tested = {"predictions": preds, "top_logits": top, "labels": labels}
     return metrics, tested
 
 
@@ -127,8 +127,9 @@ def derived_result(job: Job, ctx: JobContext, parent: JobResult, metrics: dict, 
                    details: dict | None = None, history: list | None = None) -> JobResult:
     """The derived job's result: the parent's data set and parameter counts, its own metrics and predictions,
     and in `derived` what it was made of (parents, settings) and found (a greedy soup's ingredients, ...)."""
-    predictions = ctx.store.save_predictions(job.job_id, {"test": tested["predictions"],
-                                                          "test_logit": tested["top_logits"]}) if ctx.store else None
+    predictions = ctx.store.save_predictions(job.job_id, {
+        "test": tested["predictions"], "test_logit": tested["top_logits"],
+        "test_label": np.asarray(tested["labels"])}) if ctx.store else None
     return JobResult(
         job_id=job.job_id, label=job.label, config=job.config(),
         runtime={**dataclasses.asdict(job.runtime), "device": str(ctx.device), "precision": ctx.precision,

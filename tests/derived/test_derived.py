@@ -13,16 +13,16 @@ from tests.test_cli import TINY
 SMALL = {"num_classes": 8, "max_per_class": 40, "imbalance_ratio": 8.0, "test_per_class": 4, "val_fraction": 0.2}
 DATA = ["--datasets", "synthetic_lt", "--set", *(f"synthetic_lt.{k}={v}" for k, v in SMALL.items())]
 REMEDIES = ["--remedies", "wise", "soup", "posthoc", "--set", "wise.alphas=0,1", "posthoc.adjust_taus=0,1",
-            "posthoc.epochs=2"]
+            "posthoc.tau_norm_taus=0,1", "posthoc.epochs=2"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """full fine-tuning at two learning rates (--select: one initialisation, so they soup), 1 epoch, and every
-    remedy on both."""
+    """full fine-tuning with a linear head (which τ-normalisation acts on) at two learning rates (--select: one
+    initialisation, so they soup), 1 epoch, and every remedy on both."""
     out = tmp_path_factory.mktemp("derived")
-    command = [*DATA, "--regimes", "full", "--select", "lr=0.01,0.02", "--epochs", "1", "--no-train-eval", *TINY,
-               *REMEDIES, "--out", str(out)]
+    command = [*DATA, "--regimes", "full", "--set", "full.classifier=linear", "--select", "lr=0.01,0.02", "--epochs",
+               "1", "--no-train-eval", *TINY, *REMEDIES, "--out", str(out)]
     assert main(command) == 0
     return out, command, pd.read_csv(out / "results.csv")
 
@@ -33,10 +33,11 @@ def test_every_remedy_is_a_job_of_its_own_after_its_parents(run):
     parents = table[table.remedy.isna()]
     assert len(parents) == 2
     derived = table[table.remedy.notna()]
-    # wise: 2 parents x 2 alphas; posthoc: 2 x (logit_adjust at 2 taus + crt + lws), tau_norm skipped (cosine
-    # head); soups: uniform and greedy over the two candidates
+    # wise: 2 parents x 2 alphas; posthoc: 2 x (tau_norm and logit_adjust at 2 taus each + crt + lws); soups:
+    # uniform and greedy over the two candidates
     assert sorted(derived.remedy.value_counts().items()) == [("crt", 2), ("greedy_soup", 1), ("logit_adjust", 4),
-                                                            ("lws", 2), ("uniform_soup", 1), ("wise", 4)]
+                                                            ("lws", 2), ("tau_norm", 4), ("uniform_soup", 1),
+                                                            ("wise", 4)]
     assert set(" ".join(derived.parent_ids).split()) == set(parents.job_id)
     assert derived.job_id.is_unique and not set(derived.job_id) & set(parents.job_id)
 
@@ -54,6 +55,41 @@ def test_wise_at_one_and_logit_adjustment_at_zero_are_the_parent_itself(run):
             child = children[(children.remedy == remedy) & (children.remedy_value == value)].iloc[0]
             np.testing.assert_array_equal(_predictions(out, child.job_id), _predictions(out, parent.job_id))
             assert child.top1 == parent.top1 and child.few == parent.few
+
+
+def test_tau_norm_at_zero_only_drops_the_bias_and_at_one_predicts_with_unit_norm_rows(run):
+    """τ = 0 keeps the trained linear head's weights and drops its bias (Kang et al.); τ = 1 divides each row by its
+    norm."""
+    from bench.remedies.cached import load_cached_features
+
+    out, _, table = run
+    store = RunStore(out)
+    for _, parent in table[table.remedy.isna()].iterrows():
+        cached = load_cached_features(out / store.load(parent.job_id).features["file"], parent.job_id)
+        weight = cached.head.weight.detach()
+        features = cached.splits["test"][0][:, 0]
+        children = table[(table.parent_ids == parent.job_id) & (table.remedy == "tau_norm")]
+        for tau, rows in ((0.0, weight), (1.0, weight / weight.norm(dim=1, keepdim=True))):
+            child = children[children.remedy_value == tau].iloc[0]
+            expected = (features @ rows.T).argmax(dim=1).numpy()
+            np.testing.assert_array_equal(_predictions(out, child.job_id), expected)
+
+
+def test_the_planner_says_which_corrections_do_not_apply_and_why():
+    """τ-normalisation on a cosine head changes nothing and cRT has no zero-shot weights to re-train: not planned,
+    each said in a line; a text-encoder classifier takes no post-hoc correction at all."""
+    from bench.plan import Selection, plan
+    from bench.training import Runtime
+
+    selection = Selection(datasets=("synthetic_lt",), regimes=("zero_shot", "full", "coop"), model="ltbench-tiny",
+                          pretrained="none", remedies=("posthoc",), overrides=("posthoc.adjust_taus=1",))
+    planned = plan(selection, Runtime(device="cpu"))
+    variants = {(job.regime, job.derived.variant) for job in planned.jobs if job.derived}
+    assert variants == {("zero_shot", "logit_adjust"), ("zero_shot", "lws"), ("full", "logit_adjust"),
+                        ("full", "crt"), ("full", "lws")}
+    notes = " | ".join(planned.notes)
+    assert "posthoc: not run on coop: coop classifies with the text encoder" in notes
+    assert "cosine head already uses unit-norm class weights" in notes and "zero-shot head holds no trained" in notes
 
 
 def test_the_greedy_soup_records_its_ingredients_and_the_uniform_soup_averages_both(run):
