@@ -158,9 +158,14 @@ def test_greedy_soup_without_a_validation_split_is_refused_naming_the_fixes(tmp_
     assert "--select picks on a validation split" in err or "greedy soup" in err
 
 
-def test_finished_parents_without_saved_weights_are_refused(tmp_path, capsys):
-    command = [*DATA, "--regimes", "full", "--epochs", "1", "--no-train-eval", *TINY, "--out", str(tmp_path)]
+@pytest.mark.parametrize("regime, remedy, saved", [("linear_probe", "posthoc", "cached features"),
+                                                   ("lora", "wise", "weights")])
+def test_finished_parents_without_what_their_children_read_are_refused(tmp_path, capsys, regime, remedy, saved):
+    """A parent that finished before --remedies asked for its weights or cached features is not retrained behind
+    the user's back: the run stops before training, naming it, what it lacks and the fix."""
+    command = [*DATA, "--regimes", regime, "--epochs", "1", "--no-train-eval", *TINY, "--out", str(tmp_path)]
     assert main(command) == 0
-    assert main(command + ["--remedies", "wise", "--set", "wise.alphas=0.5"]) == 2
-    assert "did not save what their derived jobs read" in capsys.readouterr().err
+    assert main(command + ["--remedies", remedy]) == 2
+    err = capsys.readouterr().err
+    assert "did not save what their derived jobs read" in err and f"({saved})" in err and "--force" in err
     assert json.loads(next((tmp_path / "jobs").glob("*.json")).read_text())["status"] == "ok"
