@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from bench.registry import REGIMES
+from bench.remedies.posthoc import PosthocRecipe
 from bench.training import Derivation, Job
 
 from .base import FEATURES, DerivedJobError, PlanContext, Remedy, derived_result, evaluate_head, parent_result, \
@@ -26,11 +27,7 @@ class PostHoc(Remedy):
               "Menon et al., Long-tail learning via logit adjustment, ICLR 2021")
     needs = FEATURES
 
-    @property
-    def recipe(self):
-        from bench.remedies.posthoc import PosthocRecipe
-
-        return PosthocRecipe()
+    recipe = PosthocRecipe()
 
     def applies(self, parent: Job) -> str | None:
         if REGIMES.get(parent.regime)().uses_text_tower(parent.recipe):

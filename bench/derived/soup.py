@@ -9,6 +9,7 @@ from collections import defaultdict
 from bench.job_result import recipe_id
 from bench.models.backbone import RANDOM_WEIGHTS
 from bench.overrides import OverrideError
+from bench.remedies.soup import SoupRecipe
 from bench.training import Derivation, Job
 from bench.weights import INITIAL, load_tensors, read_weights
 
@@ -25,11 +26,7 @@ class ModelSoup(Remedy):
     source = "Wortsman et al., Model soups, ICML 2022"
     needs = WEIGHTS
 
-    @property
-    def recipe(self):
-        from bench.remedies.soup import SoupRecipe
-
-        return SoupRecipe()
+    recipe = SoupRecipe()
 
     def groups(self, parents: list[Job], candidates: list[dict]) -> list[list[Job]]:
         """--select candidates of one data set, regime and seed; else the seeds of one recipe."""

@@ -2,33 +2,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from bench.fields import check_fields, setting
 from bench.registry import REGIMES
+from bench.remedies.wise import WiseRecipe
 from bench.training import Derivation, Job
 
 from .base import WEIGHTS, Remedy, derived_result, evaluate_model, parent_result, register_remedy
-
-DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
-
-
-@dataclass(frozen=True)
-class WiseRecipe:
-    """--set wise.alphas=0,0.5,1: the mixing coefficients, each a job."""
-
-    alphas: tuple[float, ...] = setting(DEFAULT_ALPHAS, help="the mixing coefficients α in [0, 1], one job each: 0 the "
-                                        "initial model, 1 the fine-tuned one")
-
-    def __post_init__(self):
-        check_fields(self)
-        if not self.alphas:
-            raise ValueError("alphas=(): give at least one α in [0, 1], e.g. --set wise.alphas=0,0.5,1")
-        outside = [a for a in self.alphas if not 0.0 <= a <= 1.0]
-        if outside:
-            raise ValueError(f"alphas: {outside[0]:g} is outside [0, 1] (0 is the initial model, 1 the fine-tuned one)")
-        if len(set(self.alphas)) != len(self.alphas):
-            raise ValueError("alphas lists a value twice; list each α once")
 
 
 @register_remedy("wise")

@@ -25,14 +25,37 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from bench.fields import check_fields, setting
 from bench.models.sites import attached_modules, attached_parameters
 from bench.results import RunStore
 from bench.weights import INITIAL, WeightsFileError, finished_result, load_tensors, rebuild
+
+
+DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+@dataclass(frozen=True)
+class WiseRecipe:
+    """--set wise.alphas=0,0.5,1: the mixing coefficients, each a job."""
+
+    alphas: tuple[float, ...] = setting(DEFAULT_ALPHAS, help="the mixing coefficients α in [0, 1], one job each: 0 the "
+                                        "initial model, 1 the fine-tuned one")
+
+    def __post_init__(self):
+        check_fields(self)
+        if not self.alphas:
+            raise ValueError("alphas=(): give at least one α in [0, 1], e.g. --set wise.alphas=0,0.5,1")
+        outside = [a for a in self.alphas if not 0.0 <= a <= 1.0]
+        if outside:
+            raise ValueError(f"alphas: {outside[0]:g} is outside [0, 1] (0 is the initial model, 1 the fine-tuned one)")
+        if len(set(self.alphas)) != len(self.alphas):
+            raise ValueError("alphas lists a value twice; list each α once")
 
 
 class Blend(nn.Module):
