@@ -153,28 +153,34 @@ def weights_summary(store: RunStore, job_ids) -> str:
     return f"weights: {len(sizes)} files, {megabytes(sum(sizes))} in {store.run_dir / 'weights'}"
 
 
-def read_weights(path: Path, job_id: str, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors and metadata of a weights file, checked: readable, of this job, intact (SHA-256)."""
+def read_tensor_file(path: Path, job_id: str, sha256: str | None, *, file_format: str, what: str, fix: str,
+                     error: type[ValueError]) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata of one of a job's safetensors files (its weights, its cached features), checked:
+    readable, of this job and `file_format`, intact (the SHA-256 of its metadata and, given, of its result). Any
+    problem raises `error` naming `what` ("the weights file") and the `fix`."""
     from safetensors import safe_open
 
-    fix = "rerun its command with --save-weights --force"
     if not path.is_file():
-        raise WeightsFileError(f"the weights file {path} is missing; {fix}")
+        raise error(f"{what} {path} is missing; {fix}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             metadata = fh.metadata() or {}
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     except Exception as exc:  # safetensors raises several kinds of error on a damaged file
-        raise WeightsFileError(f"the weights file {path} is damaged ({type(exc).__name__}: "
-                               f"{first_line(str(exc))}); {fix}") from exc
-    if metadata.get("format") != FORMAT or metadata.get("job_id") != job_id:
-        raise WeightsFileError(f"the weights file {path} is not job {job_id}'s (format {metadata.get('format')}, "
-                               f"job {metadata.get('job_id')}); {fix}")
+        raise error(f"{what} {path} is damaged ({type(exc).__name__}: {first_line(str(exc))}); {fix}") from exc
+    if metadata.get("format") != file_format or metadata.get("job_id") != job_id:
+        raise error(f"{what} {path} is not job {job_id}'s (format {metadata.get('format')}, job "
+                    f"{metadata.get('job_id')}); {fix}")
     digest = tensor_digest(tensors)
     if digest != metadata.get("sha256") or (sha256 is not None and digest != sha256):
-        raise WeightsFileError(f"the weights file {path} is damaged (its tensors' SHA-256 is not the one recorded); "
-                               f"{fix}")
+        raise error(f"{what} {path} is damaged (its tensors' SHA-256 is not the one recorded); {fix}")
     return tensors, metadata
+
+
+def read_weights(path: Path, job_id: str, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata of a weights file, checked: readable, of this job, intact (SHA-256)."""
+    return read_tensor_file(path, job_id, sha256, file_format=FORMAT, what="the weights file",
+                            fix="rerun its command with --save-weights --force", error=WeightsFileError)
 
 
 def load_tensors(model, tensors: dict[str, torch.Tensor], content: str) -> None:

@@ -21,7 +21,7 @@ from bench.io import atomic_file
 from bench.messages import first_line
 from bench.models.heads import (CosineClassifier, L2NormClassifier, LayerNormClassifier, LinearClassifier,
                                 TextClassifier, ZeroShotHead)
-from bench.weights import megabytes, tensor_digest
+from bench.weights import megabytes, read_tensor_file, tensor_digest
 
 log = logging.getLogger(__name__)
 
@@ -119,25 +119,8 @@ def save_cached_features(path: Path, job_id: str, splits: dict[str, tuple[torch.
 
 def _read(path: Path, job_id: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and metadata of the file, checked: readable, of this job and format, intact (SHA-256)."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        raise CachedFeaturesError(f"the cached features {path} are missing; {FIX}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            metadata = fh.metadata() or {}
-            tensors = {name: fh.get_tensor(name) for name in fh.keys()}
-    except Exception as exc:  # safetensors raises several kinds of error on a damaged file
-        raise CachedFeaturesError(f"the cached features {path} are damaged ({type(exc).__name__}: "
-                                  f"{first_line(str(exc))}); {FIX}") from exc
-    if metadata.get("format") != FORMAT or metadata.get("job_id") != job_id:
-        raise CachedFeaturesError(f"the cached features {path} are not job {job_id}'s (format "
-                                  f"{metadata.get('format')}, job {metadata.get('job_id')}); {FIX}")
-    digest = tensor_digest(tensors)
-    if digest != metadata.get("sha256") or (sha256 is not None and digest != sha256):
-        raise CachedFeaturesError(f"the cached features {path} are damaged (their tensors' SHA-256 is not the one "
-                                  f"recorded); {FIX}")
-    return tensors, metadata
+    return read_tensor_file(path, job_id, sha256, file_format=FORMAT, what="the cached features file", fix=FIX,
+                            error=CachedFeaturesError)
 
 
 def _rebuild_head(kind: str, options: dict, state: dict[str, torch.Tensor]) -> nn.Module:
