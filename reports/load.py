@@ -124,10 +124,12 @@ class Run:
 
 def _derived_main_ids(results: list[JobOutcome], grids: list[dict]) -> set[str]:
     """Without a plan to say it: jobs outside grids, and grid jobs whose recipe is their regime's default today
-    (epochs aside)."""
+    (epochs aside); never a derived job (a remedy on another job: --remedies), whose row would pose as its parent's."""
     grid_only = {j["job_id"] for g in grids for j in g["jobs"]}
 
     def is_main(result: JobOutcome) -> bool:
+        if result.config.get("derived"):
+            return False
         if result.job_id not in grid_only:
             return True
         config = result.config

@@ -169,3 +169,24 @@ def test_finished_parents_without_what_their_children_read_are_refused(tmp_path,
     err = capsys.readouterr().err
     assert "did not save what their derived jobs read" in err and f"({saved})" in err and "--force" in err
     assert json.loads(next((tmp_path / "jobs").glob("*.json")).read_text())["status"] == "ok"
+
+
+def test_the_report_puts_each_remedy_beside_its_parent_and_never_among_the_main_rows(run, tmp_path):
+    """The Remedies section (τ picked on the validation split, which this run has); and a derived row never poses as
+    its parent's main row, with or without the plan that says which jobs are main."""
+    import shutil
+
+    from reports.load import load_run
+    from reports.remedies import remedies_section
+
+    out, _, table = run
+    loaded = load_run(out)
+    section = remedies_section(loaded)
+    assert "WiSE-FT" in section and "Model soups" in section and "(τ on val)" in section
+    assert "τ chosen on the validation split" in section
+    derived = set(table[table.remedy.notna()].job_id)
+    assert not derived & loaded.main_ids and set(loaded.main.job_id) == set(table[table.remedy.isna()].job_id)
+    unplanned = tmp_path / "run"
+    shutil.copytree(out, unplanned)
+    (unplanned / "manifest.json").unlink()
+    assert not derived & load_run(unplanned).main_ids
