@@ -183,9 +183,10 @@ def _checked_overrides(selection: Selection, regimes: list[str]) -> Overrides:
         raise OverrideError(f"--set scope {sorted(unknown)[0]!r} is neither a data set nor a regime nor a remedy nor "
                             f"{ALL_REGIMES!r}; valid: {', '.join(DATASETS.names() + REGIMES.names() + REMEDIES.names())}")
     remedies = selection.remedy_plan()[0]
-    for remedy in sorted(set(overrides) & set(REMEDIES.names()) - set(remedies)):
-        raise OverrideError(f"--set {remedy}.{next(iter(overrides[remedy]))}: {remedy} is not in --remedies "
-                            f"({', '.join(remedies) or 'none'}); add --remedies {remedy}")
+    stray = sorted(set(overrides) & set(REMEDIES.names()) - set(remedies))
+    if stray:
+        raise OverrideError(f"--set {stray[0]}.{next(iter(overrides[stray[0]]))}: {stray[0]} is not in --remedies "
+                            f"({', '.join(remedies) or 'none'}); add --remedies {stray[0]}")
     for scope, values in overrides.items():
         _check_in_run(f"{scope}.{next(iter(values))}", scope, list(dict.fromkeys(selection.datasets)),
                       list(dict.fromkeys(regimes)))

@@ -214,6 +214,16 @@ def finished_result(store: RunStore, job_id: str):
     return result
 
 
+def saved_tensors(store: RunStore, result) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata of a finished job's weights file, checked; refused (WeightsFileError, naming the
+    fix) when it ran without --save-weights or the file is missing or damaged."""
+    record = result.weights or {}
+    if not record.get("file"):
+        raise WeightsFileError(f"job {result.label} ({result.job_id}) has no weights file: it ran without "
+                               f"--save-weights; rerun its command with --save-weights --force")
+    return read_weights(store.run_dir / record["file"], result.job_id, record.get("sha256"))
+
+
 class Rebuilt(NamedTuple):
     """A finished job's model as `regime.build` makes it, before any saved tensor is loaded (backbone pretrained,
     head and attached modules at a fresh init, on the device), its weights file's tensors and metadata, checked
@@ -246,13 +256,7 @@ def rebuild(run_dir: str | Path, job_id: str, device: str | torch.device = "cpu"
         recipe = type(regime.recipe)(**config["recipe"])
     except (TypeError, ValueError) as exc:
         raise WeightsFileError(f"job {job_id}'s recipe does not fit this ltbench's {regime.name} ({exc})") from exc
-    tensors, metadata = None, {}
-    if regime.trains:
-        record = result.weights or {}
-        if not record.get("file"):
-            raise WeightsFileError(f"job {result.label} ({job_id}) has no weights file: it ran without "
-                                   f"--save-weights; rerun its command with --save-weights --force")
-        tensors, metadata = read_weights(store.run_dir / record["file"], job_id, record.get("sha256"))
+    tensors, metadata = saved_tensors(store, result) if regime.trains else (None, {})
     classnames = tuple(result.dataset["classnames"])
     seed_everything(config["seed"])  # random weights: the same draw as the job's backbone
     backbone = load_backbone(config["model"], config["pretrained"], list(classnames), device, seed=config["seed"],

@@ -124,7 +124,7 @@ def evaluate_head(head: torch.nn.Module, splits: dict[str, tuple[torch.Tensor, t
 
 
 def derived_result(job: Job, ctx: JobContext, parent: JobResult, metrics: dict, tested: dict, start: float,
-                   details: dict | None = None, history: list | None = None) -> JobResult:
+                   details: dict | None = None) -> JobResult:
     """The derived job's result: the parent's data set and parameter counts, its own metrics and predictions,
     and in `derived` what it was made of (parents, settings) and found (a greedy soup's ingredients, ...)."""
     predictions = ctx.store.save_predictions(job.job_id, {
@@ -136,8 +136,8 @@ def derived_result(job: Job, ctx: JobContext, parent: JobResult, metrics: dict, 
                  "loader_workers": ctx.workers},
         dataset=parent.dataset, split_fingerprint=parent.split_fingerprint, hparam_sources=job.hparam_sources,
         activation=parent.activation, resolved=parent.resolved, metrics=metrics, statistics=None,
-        params=parent.params, predictions=predictions, epochs=parent.epochs, history=history or [],
+        params=parent.params, predictions=predictions, epochs=parent.epochs,
         derived={**job.derived.record(), **(details or {})},
-        timings={"setup_s": None, "train_s": sum(h.get("seconds", 0.0) for h in history or []),
+        timings={"setup_s": None, "train_s": None,
                  "eval_s": sum(m["seconds"] for m in metrics.values()), "total_s": time.perf_counter() - start},
         versions={"ltbench": bench.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__})

@@ -9,9 +9,10 @@ from collections import defaultdict
 from bench.job_result import recipe_id
 from bench.models.backbone import RANDOM_WEIGHTS
 from bench.overrides import OverrideError
+from bench.registry import REGIMES
 from bench.remedies.soup import SoupRecipe
 from bench.training import Derivation, Job
-from bench.weights import INITIAL, load_tensors, read_weights
+from bench.weights import INITIAL, load_tensors, rebuild, saved_tensors
 
 from .base import (WEIGHTS, DerivedJobError, PlanContext, Remedy, derived_result, evaluate_model, evaluation_context,
                    parent_result, register_remedy)
@@ -27,6 +28,11 @@ class ModelSoup(Remedy):
     needs = WEIGHTS
 
     recipe = SoupRecipe()
+
+    def applies(self, parent: Job) -> str | None:
+        if not REGIMES.get(parent.regime).trains:
+            return f"{parent.regime} trains nothing: there is no fine-tuning to soup"
+        return None
 
     def groups(self, parents: list[Job], candidates: list[dict]) -> list[list[Job]]:
         """--select candidates of one data set, regime and seed; else the seeds of one recipe."""
@@ -59,19 +65,18 @@ class ModelSoup(Remedy):
 
     def run(self, job: Job, ctx):
         from bench.remedies.soup import average_tensors, greedy_soup, same_initialisation
-        from bench.weights import rebuild
         from bench.training.engine import evaluate, job_data
 
         start = time.perf_counter()
         parents = [parent_result(ctx.store, parent_id, job) for parent_id in job.derived.parents]
-        model, first, metadata, _ = rebuild(ctx.store.run_dir, parents[0].job_id, ctx.device)
-        saved = [first] + [read_weights(ctx.store.run_dir / (p.weights or {}).get("file", f"weights/{p.job_id}"),
-                                        p.job_id, (p.weights or {}).get("sha256"))[0] for p in parents[1:]]
-        trainable = json.loads(metadata["trainable"])
-        problem = same_initialisation([{n: t for n, t in s.items() if n.startswith(INITIAL)} for s in saved])
+        rebuilt = rebuild(ctx.store.run_dir, parents[0].job_id, ctx.device)
+        model = rebuilt.model
+        saved = [(rebuilt.tensors, rebuilt.metadata)] + [saved_tensors(ctx.store, p) for p in parents[1:]]
+        problem = same_initialisation([{n: t for n, t in tensors.items() if n.startswith(INITIAL)}
+                                       for tensors, _ in saved])
         if problem:
             raise DerivedJobError(f"{job.label}: {problem}")
-        tuned = [{name: s[name] for name in trainable} for s in saved]
+        tuned = [{name: tensors[name] for name in json.loads(metadata["trainable"])} for tensors, metadata in saved]
         data = job_data(job)
         view = "tte" if job.recipe.tte else "test"
         details = {}

@@ -92,6 +92,21 @@ def test_the_planner_says_which_corrections_do_not_apply_and_why():
     assert "cosine head already uses unit-norm class weights" in notes and "zero-shot head holds no trained" in notes
 
 
+def test_a_regime_that_trains_nothing_is_not_souped():
+    """Seeds of zero-shot are one model, not fine-tunings: the soup is planned for the linear probe only, and the
+    plan says why not for zero-shot."""
+    from bench.plan import Selection, plan
+    from bench.training import Runtime
+
+    selection = Selection(datasets=("demo_lt",), regimes=("zero_shot", "linear_probe"), seeds=(0, 1),
+                          remedies=("soup",), overrides=("soup.greedy=false",))
+    planned = plan(selection, Runtime(device="cpu"))
+    souped = [job for job in planned.jobs if job.derived]
+    assert [(job.regime, job.derived.variant) for job in souped] == [("linear_probe", "uniform_soup")]
+    assert len(souped[0].derived.parents) == 2
+    assert "soup: not run on zero_shot: zero_shot trains nothing" in " | ".join(planned.notes)
+
+
 def test_the_greedy_soup_records_its_ingredients_and_the_uniform_soup_averages_both(run):
     out, _, table = run
     store = RunStore(out)
