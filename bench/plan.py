@@ -512,7 +512,8 @@ def _derived(selection: Selection, overrides: Overrides, planner: _Planner, main
         raise OverrideError(f"--remedy-regimes {outside[0]}: not a regime of this run's main jobs "
                             f"({', '.join(dict.fromkeys(job.regime for job in main_jobs)) or 'none'})")
     main_jobs = [job for job in main_jobs if not regimes or job.regime in regimes]
-    derived = plan_derived(remedies, overrides, main_jobs, candidates, selection.select_metric)
+    chosen_by = "--remedies" if selection.remedies else "the demo's default (bench.plan.DEMO_REMEDIES)"
+    derived = plan_derived(remedies, overrides, main_jobs, candidates, selection.select_metric, chosen_by)
     for parent in derived.parents:
         planner.jobs[parent.job_id] = parent
     return derived

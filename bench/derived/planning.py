@@ -24,6 +24,16 @@ def remedy_recipe(name: str, values: dict[str, str]):
     return apply_overrides(REMEDIES.get(name)().recipe, values, name)
 
 
+def remedy_sources(name: str, recipe, given: dict[str, str], chosen_by: str) -> dict[str, str]:
+    """Where each of the remedy's values came from, for its jobs' `hparam_sources` (not their ids): who asked for
+    the remedy, and per setting --set or ltbench's default (None: the parent's value, e.g. posthoc.lr)."""
+    sources = {name: chosen_by}
+    for field in dataclasses.fields(recipe):
+        default = "ltbench default" + (" (None: the parent's value)" if getattr(recipe, field.name) is None else "")
+        sources[f"{name}.{field.name}"] = f"--set {name}.{field.name}" if field.name in given else default
+    return sources
+
+
 def _validation_fix(config, dataset: str) -> str:
     hint = getattr(config, "validation_hint", None)
     return f"ask for one with {hint(dataset)}" if hint else "it cannot have one"
@@ -39,7 +49,7 @@ def _saving(parent: Job, needs: set[str]) -> Job:
 
 
 def plan_derived(remedies: tuple[str, ...], overrides: dict[str, dict[str, str]], main_jobs: list[Job],
-                 candidates: list[dict], select_metric: str) -> DerivedPlan:
+                 candidates: list[dict], select_metric: str, chosen_by: str = "--remedies") -> DerivedPlan:
     """Each remedy's derived jobs on the main jobs it applies to. A remedy that applies to none of them is refused
     (naming why); one that skips some says which in `notes`."""
     children: dict[str, Job] = {}
@@ -48,6 +58,7 @@ def plan_derived(remedies: tuple[str, ...], overrides: dict[str, dict[str, str]]
     for name in dict.fromkeys(remedies):
         remedy = REMEDIES.get(name)()
         recipe = remedy_recipe(name, overrides.get(name, {}))
+        sources = remedy_sources(name, recipe, overrides.get(name, {}), chosen_by)
         applicable, reasons = [], {}
         for job in main_jobs:
             reason = remedy.applies(job)
@@ -64,7 +75,8 @@ def plan_derived(remedies: tuple[str, ...], overrides: dict[str, dict[str, str]]
             derivations, skipped = remedy.children(group, recipe, context)
             own += skipped
             for derivation in derivations:
-                child = dataclasses.replace(group[0], derived=derivation)
+                child = dataclasses.replace(group[0], derived=derivation,
+                                            hparam_sources={**group[0].hparam_sources, **sources})
                 children.setdefault(child.job_id, child)
                 planned += 1
             for parent in group if derivations else ():

@@ -90,6 +90,17 @@ def test_the_planner_says_which_corrections_do_not_apply_and_why():
     notes = " | ".join(planned.notes)
     assert "posthoc: not run on coop: coop classifies with the text encoder" in notes
     assert "cosine head already uses unit-norm class weights" in notes and "zero-shot head holds no trained" in notes
+    child = next(job for job in planned.jobs if job.derived and job.regime == "full")
+    parent = next(job for job in planned.jobs if job.job_id == child.derived.parents[0])
+    assert parent.hparam_sources.items() <= child.hparam_sources.items()  # the parent's recipe, as recorded there
+    assert child.hparam_sources["posthoc"] == "--remedies"
+    assert child.hparam_sources["posthoc.adjust_taus"] == "--set posthoc.adjust_taus"
+    assert child.hparam_sources["posthoc.lr"] == "ltbench default (None: the parent's value)"
+    assert child.hparam_sources["posthoc.epochs"] == "ltbench default"
+    demo = plan(Selection(), Runtime(device="cpu"))
+    wise = next(job for job in demo.jobs if job.derived)
+    assert wise.hparam_sources["wise"] == "the demo's default (bench.plan.DEMO_REMEDIES)"
+    assert wise.hparam_sources["wise.alphas"] == "ltbench default"
 
 
 def test_a_regime_that_trains_nothing_is_not_souped():
