@@ -110,14 +110,14 @@ def evaluate_head(head: torch.nn.Module, splits: dict[str, tuple[torch.Tensor, t
     """Metrics of a head on cached features, per split ("test", "val" where cached), as a job's evaluation
     reports them, and the test split's predictions and their logits."""
     metrics, tested = {}, {}
-    for split, key in (("test", "test"), ("val", "val")):
+    for split in ("test", "val"):
         if split not in splits:
             continue
         start = time.perf_counter()
         features, labels = splits[split]
         preds, top = top_predictions(head.to(device), features, device)
-        metrics[key] = {**classification_metrics(preds, labels.numpy(), train_counts),
-                        "seconds": time.perf_counter() - start, "tte": features.shape[1] > 1}
+        metrics[split] = {**classification_metrics(preds, labels.numpy(), train_counts),
+                          "seconds": time.perf_counter() - start, "tte": features.shape[1] > 1}
         if split == "test":
             tested = {"predictions": preds, "top_logits": top, "labels": labels}
     return metrics, tested
